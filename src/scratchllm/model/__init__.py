@@ -1,0 +1,20 @@
+"""The GPT model in plain PyTorch: ``from scratchllm.model import GPT, ModelConfig`` needs no Lightning or Hydra."""
+
+from scratchllm.model.attention import CausalSelfAttention, KVCache
+from scratchllm.model.config import ModelConfig
+from scratchllm.model.gpt import GPT, IGNORE_INDEX
+from scratchllm.model.presets import load_preset, preset_names
+from scratchllm.model.report import ParamReport, flops_per_token, param_report
+
+__all__ = [
+    "GPT",
+    "IGNORE_INDEX",
+    "CausalSelfAttention",
+    "KVCache",
+    "ModelConfig",
+    "ParamReport",
+    "flops_per_token",
+    "load_preset",
+    "param_report",
+    "preset_names",
+]

@@ -1,0 +1,163 @@
+"""The GPT: token embedding → n_layer pre-norm transformer blocks → final norm → linear head over the vocabulary.
+
+One class builds GPT-2, Llama-style and everything in between; ``ModelConfig`` picks the variant.
+
+Why the residual projections get a smaller init: each block *adds* its attention and MLP outputs to the residual
+stream, so with 2·n_layer additions of unit-scale noise the stream's variance grows with depth. GPT-2 scales the
+init std of the two output projections (``attn.proj``, ``mlp.proj``) by 1/√(2·n_layer) so the stream starts at the
+same scale however deep the model is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratchllm.errors import InputError
+from scratchllm.model.attention import CausalSelfAttention, KVCache
+from scratchllm.model.config import ModelConfig
+from scratchllm.model.layers import MLP, RMSNorm, build_norm, rope_cos_sin
+
+IGNORE_INDEX = -100
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)), then x + mlp(norm(x)): each sub-layer reads a normalised copy, writes a residual."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = build_norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = build_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KVCache | None = None,
+        start_pos: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, cache, start_pos)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        padded = config.padded_vocab_size
+        self.tok_emb = nn.Embedding(padded, config.n_embd)
+        self.pos_emb = nn.Embedding(config.context_length, config.n_embd) if config.position == "learned" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = build_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, padded, bias=False)
+        if config.tie_embeddings:
+            # One matrix both reads tokens in and scores them out (Press & Wolf 2017): fewer parameters, and
+            # rare tokens' input vectors get gradient from every output softmax.
+            self.lm_head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    # ---------------------------------------------------------------------------------------------- init
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        std = self.config.init_std
+        residual_std = std / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                is_residual = name.endswith("attn.proj") or name.endswith("mlp.proj")
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual else std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, (nn.LayerNorm, RMSNorm)):
+                module.reset_parameters()
+
+    # ------------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        caches: list[KVCache] | None = None,
+        start_pos: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) token ids → (logits (B, T, vocab_size), mean cross-entropy or None).
+
+        ``targets`` positions equal to -100 are ignored. With ``caches`` (one ``KVCache`` per block) the T tokens
+        are taken to sit at positions start_pos … start_pos+T-1 and attend to everything cached before them.
+        """
+        cfg = self.config
+        B, T = idx.shape
+        if start_pos + T > cfg.context_length:
+            raise InputError(
+                f"sequence of {start_pos + T} positions exceeds model.context_length={cfg.context_length}; "
+                f"crop the input to the last {cfg.context_length} tokens or use a model with a longer context"
+            )
+        if not idx.is_cuda:  # on CUDA this check would sync every step; the data module checks shard vocabularies
+            if idx.numel() and (int(idx.max()) >= cfg.vocab_size or int(idx.min()) < 0):
+                raise InputError(
+                    f"token id {int(idx.max())} is outside the model's vocabulary of {cfg.vocab_size}; "
+                    f"the tokenizer and model.vocab_size must agree"
+                )
+        x = self.tok_emb(idx)
+        positions = torch.arange(start_pos, start_pos + T, device=idx.device)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        else:
+            rope = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, caches[i] if caches is not None else None, start_pos)
+        x = self.norm_f(x)
+        logits = self.lm_head(x)
+        if cfg.padded_vocab_size > cfg.vocab_size:
+            # Padding columns get −∞: softmax gives them exactly zero mass, so the loss equals the loss over the
+            # real vocabulary (no copy of the logits is made to slice them).
+            logits[..., cfg.vocab_size :] = float("-inf")
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+        return logits[..., : cfg.vocab_size], loss
+
+    # -------------------------------------------------------------------------------------------- helpers
+    def make_caches(
+        self, batch_size: int, max_len: int | None = None, *, dtype: torch.dtype | None = None
+    ) -> list[KVCache]:
+        """One pre-allocated ``KVCache`` per block, on the model's device and dtype."""
+        ref = self.lm_head.weight
+        return [
+            KVCache(
+                batch_size,
+                max_len or self.config.context_length,
+                self.config.n_kv_head,
+                self.config.head_dim,
+                dtype=dtype or ref.dtype,
+                device=ref.device,
+            )
+            for _ in self.blocks
+        ]
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights (B, n_head, T, T) of every layer for ``idx``; needs ``attention="explicit"``."""
+        if self.config.attention != "explicit":
+            raise InputError("attention maps need model.attention=explicit (SDPA never materialises the weights)")
+        layers = [block.attn for block in self.blocks]
+        for attn in layers:
+            attn.keep_attention = True
+        try:
+            self(idx)
+            return [attn.last_attention for attn in layers]  # type: ignore[misc]
+        finally:
+            for attn in layers:
+                attn.keep_attention = False
+                attn.last_attention = None
