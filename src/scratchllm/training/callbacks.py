@@ -1,0 +1,66 @@
+"""Callbacks: tokens/s and tokens seen, and a progress bar that counts optimizer steps up to ``max_steps``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class Throughput(L.Callback):
+    """Logs ``train/tokens_per_s`` (smoothed, validation time excluded) and ``train/tokens_seen`` (all ranks).
+
+    Counts come from batch shapes only, so measuring never forces a device sync. ``tokens_seen`` is saved in
+    checkpoints and continues across a resume.
+    """
+
+    def __init__(self, smoothing: float = 0.9) -> None:
+        self.smoothing = smoothing
+        self.tokens_seen = 0
+        self._rate: float | None = None
+        self._last: float | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._last is None:
+            self._last = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        tokens = batch[0].numel() * trainer.world_size
+        self.tokens_seen += tokens
+        now = time.perf_counter()
+        if self._last is not None:
+            rate = tokens / max(now - self._last, 1e-9)
+            self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
+            pl_module.log("train/tokens_per_s", self._rate, prog_bar=True)
+        self._last = now
+        pl_module.log("train/tokens_seen", float(self.tokens_seen))
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = None  # do not charge validation time to training throughput
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokens_seen": self.tokens_seen}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.tokens_seen = int(state_dict.get("tokens_seen", 0))
+
+
+class StepProgressBar(TQDMProgressBar):
+    """The training bar runs to ``max_steps`` (streamed data has no epoch length) and hides ``v_num``."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        if trainer.max_steps and trainer.max_steps > 0:
+            total = trainer.max_steps * trainer.accumulate_grad_batches
+            self.train_progress_bar.reset(total=total)
+            self.train_progress_bar.initial = trainer.global_step * trainer.accumulate_grad_batches
+            self.train_progress_bar.set_description("train")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics

@@ -1,0 +1,89 @@
+"""AdamW with weight decay on matrices only, and the warmup + cosine learning-rate schedule.
+
+Why decay only matrices: weight decay pulls parameters towards zero, a useful prior for the large projection and
+embedding matrices, where it limits how much any one direction can grow. Norm gains (which should sit near 1) and
+biases (which shift activations) have no such reason to shrink; decaying them only hurts, so they get 0.
+
+Why warmup then cosine: at step 0 Adam's second-moment estimates are noise, so full-size steps can throw a fresh
+model into a bad region; a short linear warmup avoids that. Cosine decay then lowers the step size smoothly so
+the model settles into a minimum, ending at a floor (``min_lr_ratio`` × peak) rather than zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from scratchllm.errors import ConfigError
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: every ≥2-D parameter (matrices, embeddings) decayed; 1-D ones (norms, biases) not.
+
+    Tied weights appear once (``named_parameters`` de-duplicates shared tensors)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_adamw(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float = 0.1,
+    betas: Iterable[float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``. ``fused=None`` picks the fused kernel on CUDA and the foreach one elsewhere."""
+    if lr <= 0:
+        raise ConfigError(f"optim.lr must be positive, got {lr}")
+    device_type = next(model.parameters()).device.type
+    if fused is None:
+        fused = device_type == "cuda"
+    kwargs: dict = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps, **kwargs)
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    """lr multiplier at optimizer step ``s``: linear 0→1 over ``warmup_steps``, then cosine 1→``min_lr_ratio`` at
+    ``total_steps``, then flat at the floor. A plain callable so ``LambdaLR`` checkpoints it by its step count."""
+
+    warmup_steps: int
+    total_steps: int
+    min_lr_ratio: float = 0.1
+    decay: str = "cosine"  # cosine | linear | constant
+
+    def __post_init__(self) -> None:
+        if self.total_steps <= 0:
+            raise ConfigError(
+                "the cosine schedule needs a positive trainer.max_steps (streamed data has no epoch length)"
+            )
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError("scheduler.warmup_steps must be ≥ 0 and scheduler.min_lr_ratio in [0, 1]")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise ConfigError(f"scheduler.decay={self.decay!r}; choose one of: cosine, linear, constant")
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.decay == "constant":
+            return 1.0
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        if self.decay == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape

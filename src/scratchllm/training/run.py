@@ -1,0 +1,163 @@
+"""One training run from a composed Hydra config: data → tokenizer → model → Trainer.fit → validate → sample.
+
+The entry point (``scratchllm.train``) only composes the config and calls ``train(cfg)``; tests call it too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.model import ModelConfig, param_report
+from scratchllm.training.module import GPTLitModule
+
+log = logging.getLogger(__name__)
+
+# Keys of a data config that feed interpolations (``corpus.path: ${data.path}``) rather than the DataModule.
+_DATA_SHORTCUT_KEYS = ("path",)
+
+
+def build_datamodule(data_cfg: DictConfig) -> L.LightningDataModule:
+    container = OmegaConf.to_container(data_cfg, resolve=True)
+    assert isinstance(container, dict)
+    for key in _DATA_SHORTCUT_KEYS:
+        container.pop(key, None)
+    return instantiate(container, _convert_="all")
+
+
+def build_model_config(model_cfg: DictConfig, vocab_size: int) -> ModelConfig:
+    """The configured model, with its vocabulary taken from the tokenizer (the one source of truth)."""
+    fields = OmegaConf.to_container(model_cfg, resolve=True)
+    assert isinstance(fields, dict)
+    if fields.get("vocab_size") not in (None, vocab_size):
+        log.info("model.vocab_size %s replaced by the tokenizer's %s", fields.get("vocab_size"), vocab_size)
+    return ModelConfig.from_dict({**fields, "vocab_size": vocab_size})
+
+
+def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
+    """``None`` → ``None``; ``last`` → the newest ``last.ckpt`` under the log folder; else a file that must exist."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        found = sorted(Path(log_dir).glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise CheckpointError(f"ckpt_path=last but no checkpoints/last.ckpt exists under {log_dir}")
+        return str(found[-1])
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {ckpt_path} does not exist; pass an existing .ckpt file or ckpt_path=last")
+    return str(path)
+
+
+def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_name: str) -> dict[str, Any]:
+    trainer = cfg.trainer
+    return {
+        "model": model_config.to_dict(),
+        "params": param_report(model_config).total,
+        "tokenizer": tokenizer_name,
+        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True),
+        "data": {"batch_size": cfg.data.batch_size, "corpus": str(cfg.data.corpus.get("_target_", ""))},
+        "trainer": {
+            "precision": str(trainer.get("precision")),
+            "max_steps": trainer.get("max_steps"),
+            "accumulate_grad_batches": trainer.get("accumulate_grad_batches"),
+            "gradient_clip_val": trainer.get("gradient_clip_val"),
+        },
+        "seed": cfg.seed,
+        "compile": cfg.compile,
+    }
+
+
+def _instantiate_dict(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, validate and sample; returns the run's summary (also written to ``<output_dir>/result.json``)."""
+    start = time.perf_counter()
+    if not cfg.trainer.get("max_steps") or cfg.trainer.max_steps <= 0:
+        raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (the data streams)")
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    tokenizer = datamodule.tokenizer
+    model_config = build_model_config(cfg.model, tokenizer.vocab_size)
+    module = GPTLitModule(
+        model=model_config.to_dict(),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        tokenizer_config=tokenizer.to_dict(),
+        compile=cfg.compile,
+    )
+    report = param_report(model_config)
+    log.info("model %s: %s parameters (%s non-embedding)", model_config.name, f"{report.total:,}",
+             f"{report.non_embedding:,}")
+
+    loggers = _instantiate_dict(cfg.get("logger"))
+    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in trainer.loggers:
+        # One HPARAMS entry per run with a real metric (see PITFALLS: no placeholder hp_metric).
+        logger.log_hyperparams(_hparams_for_logging(cfg, model_config, tokenizer.name), {"hp/val_loss": float("nan")})
+
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir)
+    result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name}
+    fit_start = time.perf_counter()
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    result["fit_seconds"] = round(time.perf_counter() - fit_start, 2)
+    result["global_step"] = trainer.global_step
+
+    if cfg.get("validate", True) and not trainer.fast_dev_run:
+        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
+        if metrics:
+            result["val_loss"] = float(metrics[0]["val/loss"])
+            result["val_ppl"] = float(metrics[0]["val/ppl"])
+    checkpoint_cb = trainer.checkpoint_callback
+    if checkpoint_cb is not None and getattr(checkpoint_cb, "best_model_path", ""):
+        result["best_checkpoint"] = checkpoint_cb.best_model_path
+        result["last_checkpoint"] = checkpoint_cb.last_model_path
+
+    if trainer.is_global_zero and cfg.sample.max_new_tokens > 0:
+        result["sample"] = sample_text(module, tokenizer, cfg.sample)
+        print("\n----- sample -----\n" + result["sample"] + "\n------------------", flush=True)
+
+    result["wall_seconds"] = round(time.perf_counter() - start, 2)
+    if trainer.is_global_zero:
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        summary = {k: v for k, v in result.items() if k != "sample"}
+        print("result: " + json.dumps(summary), flush=True)
+    return result
+
+
+def sample_text(module: GPTLitModule, tokenizer: Any, sample_cfg: DictConfig) -> str:
+    """Decode a short continuation of ``sample.prompt`` with the generation module (KV cache, top-k)."""
+    from scratchllm.generation import generate
+
+    prompt = str(sample_cfg.prompt)
+    prompt_ids = tokenizer.encode(prompt) if prompt else []
+    new_ids = generate(
+        module.model,
+        prompt_ids,
+        int(sample_cfg.max_new_tokens),
+        temperature=float(sample_cfg.temperature),
+        top_k=sample_cfg.get("top_k"),
+        seed=sample_cfg.get("seed"),
+        eot_id=tokenizer.eot_id,
+    )
+    return prompt + tokenizer.decode(new_ids)
