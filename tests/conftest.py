@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-# Tests are small; one thread per test process keeps them deterministic and stops 2-core oversubscription.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests use tiny models, where thread start-up costs more than it saves, and two threads fight over the cores
+# with subprocess tests: one thread per test process.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.errors import InputError
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.layers import apply_rope
 
@@ -56,7 +57,10 @@ class KVCache(nn.Module):
     def update(self, k: torch.Tensor, v: torch.Tensor, start_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
         end = start_pos + k.shape[2]
         if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions; writing up to {end}")
+            raise InputError(
+                f"the KV cache holds {self.max_len} positions but position {end - 1} was asked for; "
+                f"allocate it with make_caches(batch, max_len={end}) or crop the sequence"
+            )
         self.k[:, :, start_pos:end] = k
         self.v[:, :, start_pos:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]

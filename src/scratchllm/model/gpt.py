@@ -100,11 +100,13 @@ class GPT(nn.Module):
                 f"crop the input to the last {cfg.context_length} tokens or use a model with a longer context"
             )
         if not idx.is_cuda:  # on CUDA this check would sync every step; the data module checks shard vocabularies
-            if idx.numel() and (int(idx.max()) >= cfg.vocab_size or int(idx.min()) < 0):
-                raise InputError(
-                    f"token id {int(idx.max())} is outside the model's vocabulary of {cfg.vocab_size}; "
-                    f"the tokenizer and model.vocab_size must agree"
-                )
+            if idx.numel():
+                lo, hi = int(idx.min()), int(idx.max())
+                if lo < 0 or hi >= cfg.vocab_size:
+                    raise InputError(
+                        f"token id {lo if lo < 0 else hi} is outside the model's vocabulary of {cfg.vocab_size} (ids 0..{cfg.vocab_size - 1}); "
+                        f"the tokenizer and model.vocab_size must agree"
+                    )
         x = self.tok_emb(idx)
         positions = torch.arange(start_pos, start_pos + T, device=idx.device)
         rope = None
