@@ -42,6 +42,7 @@ class GPTLitModule(L.LightningModule):
         scheduler: Mapping[str, Any],
         tokenizer_config: Mapping[str, Any] | None = None,
         compile: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         # Plain containers only: checkpoints must load with torch.load(weights_only=True).
@@ -52,12 +53,14 @@ class GPTLitModule(L.LightningModule):
                 "scheduler": dict(scheduler),
                 "tokenizer_config": dict(tokenizer_config) if tokenizer_config else None,
                 "compile": bool(compile),
+                "seed": int(seed),
             }
         )
         self.config = ModelConfig.from_dict(model)
         self.model = GPT(self.config)
         self.val_nll = MeanMetric()
         self.best_val_loss = math.inf
+        self.micro_batches = 0  # training batches consumed (all accumulation micro-batches), saved in checkpoints
 
     # ------------------------------------------------------------------------------------------- model
     def configure_model(self) -> None:
@@ -101,6 +104,11 @@ class GPTLitModule(L.LightningModule):
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from the global RNG, which Lightning and DataLoaders also draw from at moments that
+        # differ between an uninterrupted and a resumed run. Seeding it from (seed, rank, batch number) makes
+        # every batch's random numbers a function of where the run is, so resume is exact.
+        torch.manual_seed((self.hparams.seed * 1_000_003 + self.global_rank * 7_919 + self.micro_batches) % 2**63)
+        self.micro_batches += 1
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             self.log("train/lr", scheduler.get_last_lr()[0])
@@ -129,22 +137,15 @@ class GPTLitModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning does not save RNG states; dropout draws from them, so exact resume needs them.
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["best_val_loss"] = self.best_val_loss
+        checkpoint["scratchllm"] = {"micro_batches": self.micro_batches, "best_val_loss": self.best_val_loss}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = (checkpoint.get("hyper_parameters") or {}).get("model")
         if saved is not None:
             check_same_shape(ModelConfig.from_dict(saved), self.config)
-        rng = checkpoint.get("rng_state")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-        self.best_val_loss = float(checkpoint.get("best_val_loss", math.inf))
+        state = checkpoint.get("scratchllm") or {}
+        self.micro_batches = int(state.get("micro_batches", 0))
+        self.best_val_loss = float(state.get("best_val_loss", math.inf))
 
 
 def check_same_shape(saved: ModelConfig, wanted: ModelConfig) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from scratchllm.errors import CheckpointError, ConfigError
@@ -101,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         tokenizer_config=tokenizer.to_dict(),
         compile=cfg.compile,
+        seed=cfg.seed,
     )
     report = param_report(model_config)
     log.info("model %s: %s parameters (%s non-embedding)", model_config.name, f"{report.total:,}",
@@ -109,9 +111,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = _instantiate_dict(cfg.get("logger"))
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = _hparams_for_logging(cfg, model_config, tokenizer.name)
     for logger in trainer.loggers:
-        # One HPARAMS entry per run with a real metric (see PITFALLS: no placeholder hp_metric).
-        logger.log_hyperparams(_hparams_for_logging(cfg, model_config, tokenizer.name), {"hp/val_loss": float("nan")})
+        if isinstance(logger, TensorBoardLogger):
+            # One HPARAMS entry per run whose metric is the real hp/val_loss logged later (no placeholder).
+            logger.log_hyperparams(hparams, {"hp/val_loss": float("nan")})
+        else:
+            logger.log_hyperparams(hparams)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir)
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name}
@@ -120,6 +126,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     result["fit_seconds"] = round(time.perf_counter() - fit_start, 2)
     result["global_step"] = trainer.global_step
+    seen = trainer.callback_metrics.get("train/tokens_seen")
+    if seen is not None:
+        result["tokens_seen"] = int(seen)
+        if trainer.global_step == 0:
+            # ddp_spawn trains in child processes; only callback_metrics come back to this one.
+            per_step = datamodule.batch_size * datamodule.context_length * trainer.world_size
+            result["global_step"] = int(seen) // (per_step * trainer.accumulate_grad_batches)
 
     if cfg.get("validate", True) and not trainer.fast_dev_run:
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -1,0 +1,114 @@
+"""``TextFiles``: your own text. Files, folders (every ``*.txt`` below them) and glob patterns.
+
+Each file is one document. Validation takes whole files from the end of the (sorted) list, so no
+document is split between train and val; with a single file there is nothing to hold out whole, so its
+last ``val_fraction`` of characters is used instead.
+
+Bytes that are not valid in ``encoding`` are replaced by U+FFFD rather than stopping the run; how many were
+replaced, per file, is logged and kept in ``decode_errors`` so a wrongly guessed encoding is noticed.
+
+The fingerprint uses each file's path, size and modification time (like ``make``), so a big corpus is not
+re-read just to find out that nothing changed.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+
+from scratchllm.data.corpora.base import check_fraction, digest
+from scratchllm.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_paths(patterns: list[str] | str) -> list[Path]:
+    """Files named by ``patterns`` (file, folder -> recursive ``*.txt``, or glob), in order, without repeats."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    patterns = [str(p) for p in patterns]
+    if not patterns:
+        raise DataError("no input files given; set data.corpus.paths")
+    found: list[Path] = []
+    for pattern in patterns:
+        expanded = os.path.expanduser(os.path.expandvars(pattern))
+        p = Path(expanded)
+        if p.is_file():
+            matches = [p]
+        elif p.is_dir():
+            matches = sorted(q for q in p.rglob("*.txt") if q.is_file())
+        else:
+            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
+        if not matches:
+            raise DataError(f"no input files match '{pattern}'; check data.corpus.paths")
+        found.extend(matches)
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> tuple[str, int]:
+    """Text of ``path`` and the number of undecodable byte sequences that became U+FFFD."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding), 0
+    except UnicodeDecodeError:
+        text = raw.decode(encoding, errors="replace")
+        try:  # U+FFFD characters that were genuinely in the file are not errors
+            genuine = raw.count("\ufffd".encode(encoding))
+        except (UnicodeEncodeError, LookupError):
+            genuine = 0
+        return text, max(1, text.count("\ufffd") - genuine)
+    except LookupError as e:
+        raise ConfigError(f"unknown text encoding {encoding!r}; set data.corpus.encoding (e.g. utf-8)") from e
+
+
+class TextFiles:
+    """Local text files as a corpus."""
+
+    def __init__(self, paths: list[str] | str, val_fraction: float = 0.1, encoding: str = "utf-8") -> None:
+        self.paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))]
+        self.val_fraction = check_fraction("data.corpus.val_fraction", val_fraction)
+        self.encoding = encoding
+        self.decode_errors: dict[str, int] = {}
+
+    def files(self) -> list[Path]:
+        return resolve_paths(self.paths)
+
+    def splits(self) -> dict[str, list[str]]:
+        files = self.files()
+        docs = []
+        self.decode_errors = {}
+        for f in files:
+            text, bad = read_text(f, self.encoding)
+            if bad:
+                self.decode_errors[str(f)] = bad
+                log.warning("%s: %d undecodable byte sequence(s) replaced with U+FFFD (data.corpus.encoding=%s)",
+                            f, bad, self.encoding)
+            docs.append(text)
+        if not any(docs):
+            raise DataError(f"all {len(files)} input file(s) are empty; check data.corpus.paths")
+        if len(docs) == 1:
+            text = docs[0]
+            cut = int(len(text) * (1.0 - self.val_fraction))
+            return {"train": [text[:cut]], "val": [text[cut:]]}
+        n_val = min(len(docs) - 1, max(1, round(len(docs) * self.val_fraction)))
+        return {"train": docs[:-n_val], "val": docs[-n_val:]}
+
+    def fingerprint(self) -> str:
+        stats = []
+        for f in self.files():
+            st = f.stat()
+            stats.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+        return digest({"corpus": "text_files", "files": stats, "val_fraction": self.val_fraction,
+                       "encoding": self.encoding})
+
+    def __repr__(self) -> str:
+        return f"TextFiles(paths={self.paths!r}, val_fraction={self.val_fraction})"

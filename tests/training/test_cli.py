@@ -1,0 +1,73 @@
+"""The real entry point in subprocesses: Hydra errors, a multirun sweep, and a 2-process DDP run on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.training.conftest import FAST, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _event_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    tags = set()
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                tags.add(value.tag)
+    return tags
+
+
+def test_unknown_group_option_is_a_clear_error(tmp_path):
+    proc = run_cli("-m", "scratchllm.train", "model=nope", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'model/nope'" in proc.stderr and "nano" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_variant_exits_2_with_one_line(tmp_path):
+    proc = run_cli("-m", "scratchllm.train", "model.attention=flash", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: model.attention='flash'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_multirun_sweep_yields_runs_with_tensorboard_hparams(tmp_path, data_cache):
+    proc = run_cli(
+        "-m", "scratchllm.train", "-m", "model.norm=layernorm,rmsnorm", *FAST,
+        "trainer.max_steps=4", "trainer.val_check_interval=2", "sample.max_new_tokens=0",
+        f"paths.root_dir={tmp_path}", f"paths.cache_dir={data_cache}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    runs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"]
+    norms = set()
+    for run in runs:
+        assert (run / ".hydra" / "config.yaml").is_file()
+        tags = _event_tags(run)
+        assert "_hparams_/session_start_info" in tags, tags  # an HPARAMS entry
+        assert "hp/val_loss" in tags and "train/loss" in tags and "val/loss" in tags
+        norms.add(next(l for l in (run / ".hydra" / "overrides.yaml").read_text().splitlines() if "model.norm" in l))
+    assert len(norms) == 2
+
+
+def test_ddp_sim_two_cpu_processes(tmp_path, data_cache):
+    proc = run_cli(
+        "-m", "scratchllm.train", "trainer=ddp_sim", *FAST, "trainer.max_steps=4", "trainer.val_check_interval=2",
+        f"paths.root_dir={tmp_path}", f"paths.cache_dir={data_cache}", "hydra.run.dir=" + str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "result:" in proc.stdout
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    # 2 ranks x 4 steps x batch 8 x context 32
+    assert result["tokens_seen"] == 2 * 4 * 8 * 32 and result["global_step"] == 4
+    assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))

@@ -1,0 +1,55 @@
+"""Every config group option composes, and every model preset / experiment recipe builds a valid ModelConfig."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from scratchllm.model import ModelConfig
+from scratchllm.paths import config_dir
+
+MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+PRECISIONS = sorted(p.stem for p in (config_dir() / "precision").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (config_dir() / "trainer").glob("*.yaml") if p.stem != "default")
+
+
+def test_the_groups_the_readme_promises_exist():
+    assert {"nano", "micro", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1.5b", "llama-1b", "llama-10b"} <= set(MODELS)
+    assert {"shakespeare_char", "shakespeare_gpt2", "gpt2_124m"} <= set(EXPERIMENTS)
+    assert {"32-true", "bf16-mixed", "16-mixed", "bf16-true"} == set(PRECISIONS)
+    assert {"cpu", "gpu", "ddp", "ddp_sim", "fsdp"} <= set(TRAINERS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_preset_composes(make_cfg, name):
+    cfg = make_cfg(f"model={name}")
+    mc = ModelConfig.from_dict(cfg.model)
+    assert mc.name == name
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes(make_cfg, name):
+    extra = ["data.path=/tmp/shards"] if name == "gpt2_124m" else []
+    cfg = make_cfg(f"experiment={name}", *extra)
+    ModelConfig.from_dict(cfg.model)
+    assert cfg.trainer.max_steps > 0
+    assert cfg.scheduler.total_steps == cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_precision_option_lands_on_the_trainer(make_cfg, precision):
+    assert make_cfg(f"precision={precision}").trainer.precision == precision
+
+
+def test_variant_overrides_reach_the_model(make_cfg):
+    cfg = make_cfg("model.norm=rmsnorm", "model.position=rope", "model.mlp=swiglu", "model.n_kv_head=2")
+    mc = ModelConfig.from_dict(cfg.model)
+    assert (mc.norm, mc.position, mc.mlp, mc.n_kv_head) == ("rmsnorm", "rope", "swiglu", 2)
+
+
+def test_cpu_trainer_instantiates(make_cfg):
+    cfg = make_cfg("trainer=cpu", "precision=bf16-mixed")
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.max_steps == cfg.trainer.max_steps
+    assert "bf16" in str(trainer.precision)
