@@ -10,10 +10,12 @@ Examples::
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from scratchllm.cli import report_user_errors
+from scratchllm.cli import precheck_overrides, report_user_errors
 from scratchllm.paths import config_dir
 
 
@@ -28,6 +30,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    precheck_overrides(str(config_dir()), "train", sys.argv[1:])
     _main()
 
 

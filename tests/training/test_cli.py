@@ -23,11 +23,21 @@ def _event_tags(run_dir: Path) -> set[str]:
     return tags
 
 
-def test_unknown_group_option_is_a_clear_error(tmp_path):
-    proc = run_cli("-m", "scratchllm.train", "model=nope", f"paths.root_dir={tmp_path}", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Could not find 'model/nope'" in proc.stderr and "nano" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def _one_line_stderr(proc) -> str:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_unknown_group_option_is_one_line(tmp_path):
+    err = _one_line_stderr(run_cli("-m", "scratchllm.train", "model=nope", cwd=tmp_path))
+    assert "Could not find 'model/nope'" in err and "nano" in err and "gpt2-124m" in err
+
+
+def test_unknown_key_override_is_one_line(tmp_path):
+    err = _one_line_stderr(run_cli("-m", "scratchllm.train", "model.n_layers=3", cwd=tmp_path))
+    assert "model.n_layers" in err and "+model.n_layers" in err
 
 
 def test_bad_variant_exits_2_with_one_line(tmp_path):
