@@ -10,8 +10,14 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $TORCH_SPE
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+# pip's "Location … is ignored" lines come from extra index folders in some machines' pip config: noise, filtered.
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+pip_install "$TORCH_SPEC"
+pip_install -e ".[dev]"
 echo "$want" > "$stamp"
 echo "scratchllm environment ready in .venv"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+import warnings
 from typing import Iterator
 
 from scratchllm.errors import ScratchLLMError
@@ -68,3 +70,20 @@ def precheck_overrides(config_dir: str, config_name: str, argv: list[str]) -> No
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def tidy_logging() -> None:
+    """Once Hydra has configured logging: Lightning's loggers go through Hydra's handlers only (console and the
+    run's log file) instead of printing every line twice, and two messages that are not about the run are dropped
+    (Lightning's logging-service advert, a deprecation warning inside Lightning's own code)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -15,7 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from scratchllm.cli import precheck_overrides, report_user_errors
+from scratchllm.cli import precheck_overrides, report_user_errors, tidy_logging
 from scratchllm.paths import config_dir
 
 
@@ -23,6 +23,7 @@ from scratchllm.paths import config_dir
 def _main(cfg: DictConfig) -> float | None:
     from scratchllm.training.run import train
 
+    tidy_logging()
     with report_user_errors():
         result = train(cfg)
     # Returned to Hydra sweepers (Optuna minimises it).

@@ -45,7 +45,8 @@ class GPTLitModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        # Plain containers only: checkpoints must load with torch.load(weights_only=True).
+        # Plain containers only: checkpoints must load with torch.load(weights_only=True). logger=False: the run
+        # driver logs a compact set itself (a trained BPE's vocabulary is in tokenizer_config).
         self.save_hyperparameters(
             {
                 "model": dict(model),
@@ -54,7 +55,8 @@ class GPTLitModule(L.LightningModule):
                 "tokenizer_config": dict(tokenizer_config) if tokenizer_config else None,
                 "compile": bool(compile),
                 "seed": int(seed),
-            }
+            },
+            logger=False,
         )
         self.config = ModelConfig.from_dict(model)
         self.model = GPT(self.config)
