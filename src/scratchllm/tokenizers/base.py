@@ -31,6 +31,12 @@ class Tokenizer(ABC):
         """Id of the end-of-text token that separates documents, or None if the tokenizer has none."""
         return None
 
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Reserved tokens (text -> id), such as ``<|endoftext|>``. ``encode`` never emits them: data
+        preparation inserts them itself, so a document cannot smuggle in a document boundary."""
+        return {}
+
     @abstractmethod
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``."""
@@ -42,6 +48,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:
         """Text of the ids."""
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one id stands for. A byte-level BPE token may hold part of a UTF-8 character, so this is
+        the honest view of a single token (``decode([id])`` would have to invent a replacement character)."""
+        return self.decode([token_id]).encode("utf-8")
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -69,8 +80,20 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
-    """Load a tokenizer saved with ``Tokenizer.save``."""
-    p = Path(path)
+    """Load a tokenizer saved with ``Tokenizer.save`` (a JSON file), or a folder: a trained BPE (``bpe.json`` +
+    ``vocab.tiktoken``, written by ``python -m scratchllm.tokenizer train``) or one holding a ``tokenizer.json``
+    (e.g. a prepared data cache)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        from scratchllm.tokenizers.bpe import BPETokenizer, is_bpe_dir  # late import: bpe imports this module
+
+        if is_bpe_dir(p):
+            return BPETokenizer.from_dir(p)
+        if (p / "tokenizer.json").is_file():
+            p = p / "tokenizer.json"
+        else:
+            raise DataError(f"folder {p} holds no tokenizer (no bpe.json, no tokenizer.json); train one with "
+                            "'python -m scratchllm.tokenizer train input=... output=...'")
     if not p.is_file():
         raise DataError(f"tokenizer file {p} does not exist; rebuild the data cache or point to a saved tokenizer.json")
     try:

@@ -1,9 +1,18 @@
 """``build_tokenizer``: one place that turns a config spec into a ``Tokenizer``.
 
-A spec is a plain name (``"char"``) or a mapping with ``name`` plus options (``{"name": "char", "unknown":
-"replace"}``); Hydra hands us a ``DictConfig``, which is a ``Mapping`` too. The same function rebuilds a
-tokenizer from its ``to_dict()`` (a char spec that already carries ``chars`` needs no training text), so
-checkpoints and config share one code path. New tokenizers (e.g. a trained BPE) add one builder below.
+A spec is one of:
+
+- a plain name: ``"char"``, ``"gpt2"``, ``"cl100k"``;
+- a mapping with ``name`` plus options: ``{"name": "char", "unknown": "replace"}``,
+  ``{"name": "bpe", "path": "tokenizers/shakespeare-8k"}``. Hydra hands us a ``DictConfig``, a ``Mapping`` too;
+- a path, as a string: a trained-BPE folder (``bpe.json`` + ``vocab.tiktoken``), a ``tokenizer.json`` that
+  ``Tokenizer.save`` wrote, or a folder holding one (a prepared data cache).
+
+The same function rebuilds a tokenizer from its ``to_dict()`` (a char spec that carries ``chars``, a bpe spec
+that carries ``tokens``), so checkpoints and config share one code path. A new tokenizer adds one builder below.
+
+``normalize_spec`` is also the cache key of prepared data. For a trained BPE given by its folder it adds the
+folder's ``fingerprint``: retraining into the same folder changes the key, so stale shards are never reused.
 
 Char default: when ``unknown`` is not given, a char tokenizer uses ``"replace"``. Its vocabulary is fitted on
 the training split only, and a validation split (or a prompt) may hold characters training never saw; with
@@ -13,14 +22,20 @@ such characters an error instead.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from scratchllm.errors import ConfigError
+from scratchllm.errors import ConfigError, DataError
 from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.tokenizers.bpe import BPETokenizer, is_bpe_dir
 from scratchllm.tokenizers.char import CharTokenizer
+from scratchllm.tokenizers.cl100k import Cl100kTokenizer
 from scratchllm.tokenizers.gpt2 import GPT2Tokenizer
 
 CHAR_DEFAULT_UNKNOWN = "replace"
+BPE_TRAIN_HINT = "train one with 'python -m scratchllm.tokenizer train input=<text> output=<folder> vocab_size=32768'"
 
 
 def _build_char(options: dict[str, Any], train_text: str | None) -> Tokenizer:
@@ -37,10 +52,24 @@ def _build_gpt2(options: dict[str, Any], train_text: str | None) -> Tokenizer:
     return GPT2Tokenizer()
 
 
+def _build_cl100k(options: dict[str, Any], train_text: str | None) -> Tokenizer:
+    return Cl100kTokenizer(path=options.get("path"))
+
+
+def _build_bpe(options: dict[str, Any], train_text: str | None) -> Tokenizer:
+    if "tokens" in options:  # a to_dict() (e.g. from a checkpoint): self-contained
+        return BPETokenizer.from_dict(options)
+    tok = BPETokenizer.from_dir(options["path"])
+    tok.check_fingerprint(options.get("fingerprint"), f"the BPE tokenizer in {options['path']}")
+    return tok
+
+
 # name -> (builder, accepted option keys besides "name")
 _BUILDERS: dict[str, tuple[Callable[[dict[str, Any], str | None], Tokenizer], tuple[str, ...]]] = {
     "char": (_build_char, ("unknown", "chars")),
     "gpt2": (_build_gpt2, ()),
+    "cl100k": (_build_cl100k, ("path",)),
+    "bpe": (_build_bpe, ("path", "fingerprint", "tokens", "pattern", "special_tokens", "label")),
 }
 
 
@@ -49,24 +78,86 @@ def tokenizer_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def _plain(value: Any) -> Any:
+    """DictConfig/ListConfig (and tuples) -> dict/list, recursively, so a spec hashes and serialises."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
+def _spec_from_path(text: str) -> dict[str, Any]:
+    """A string spec that names a file or folder: a trained-BPE folder, or a saved tokenizer.json."""
+    p = Path(os.path.expanduser(text))
+    if p.is_dir() and is_bpe_dir(p):
+        return {"name": "bpe", "path": text}
+    if p.is_dir():
+        if not (p / "tokenizer.json").is_file():
+            raise DataError(f"folder {text} holds no tokenizer (no bpe.json, no tokenizer.json); {BPE_TRAIN_HINT}")
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise DataError(f"no tokenizer at {text}: the path does not exist")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"tokenizer file {p} is not valid JSON ({e}); point to a tokenizer.json that "
+                        "Tokenizer.save wrote") from e
+    if not isinstance(d, dict) or "name" not in d:
+        raise DataError(f"tokenizer file {p} has no 'name' field; point to a tokenizer.json that Tokenizer.save wrote")
+    return d
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.endswith(".json") or text.startswith(("~", ".")) \
+        or os.path.exists(os.path.expanduser(text))
+
+
 def normalize_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     """A spec as a plain dict with ``name`` (validated) and only known options: the cache key of a tokenizer."""
-    if isinstance(spec, str):
-        d: dict[str, Any] = {"name": spec}
+    if isinstance(spec, (str, os.PathLike)):
+        text = os.fspath(spec)
+        d: dict[str, Any] = {"name": text} if text in _BUILDERS or not _looks_like_path(text) \
+            else _spec_from_path(text)
     elif isinstance(spec, Mapping):
-        d = {str(k): v for k, v in spec.items() if v is not None}
-        # plain values only (a DictConfig's ListConfig -> list), so the spec hashes and serialises
-        d = {k: (list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig" else v)
-             for k, v in d.items()}
+        d = {}
+        for k in spec.keys():
+            try:
+                v = spec[k]
+            except Exception as e:  # noqa: BLE001 - omegaconf's MissingMandatoryValue for `key: ???`
+                if type(e).__name__ != "MissingMandatoryValue":
+                    raise
+                hint = f"; {BPE_TRAIN_HINT}" if k == "path" else ""
+                raise ConfigError(f"tokenizer.{k} must be set (it is ???){hint}") from None
+            if v is not None:
+                d[str(k)] = _plain(v)
     else:
         raise ConfigError(f"tokenizer spec must be a name or a mapping with 'name', got {type(spec).__name__}")
     name = d.get("name")
     if name not in _BUILDERS:
-        raise ConfigError(f"unknown tokenizer {name!r}; choose one of {tokenizer_names()} (set tokenizer.name)")
+        raise ConfigError(f"unknown tokenizer {name!r}; choose one of {tokenizer_names()} or give the path of a "
+                          "trained tokenizer folder (set tokenizer.name / tokenizer=)")
     allowed = _BUILDERS[name][1]
     extra = sorted(set(d) - {"name", *allowed})
     if extra:
         raise ConfigError(f"tokenizer {name!r} has no option(s) {extra}; allowed: {list(allowed) or 'none'}")
+    if name == "bpe":
+        d = _normalize_bpe(d)
+    return d
+
+
+def _normalize_bpe(d: dict[str, Any]) -> dict[str, Any]:
+    if "tokens" in d:
+        return d
+    if "path" not in d:
+        raise ConfigError(f"tokenizer=bpe needs tokenizer.path=<trained tokenizer folder>; {BPE_TRAIN_HINT}")
+    fixed = sorted(set(d) & {"pattern", "special_tokens", "label"})
+    if fixed:
+        raise ConfigError(f"tokenizer option(s) {fixed} come from the trained folder {d['path']}; "
+                          "train again to change them")
+    d["path"] = str(d["path"])
+    if "fingerprint" not in d:
+        d["fingerprint"] = BPETokenizer.read_meta(d["path"]).get("fingerprint")
     return d
 
 

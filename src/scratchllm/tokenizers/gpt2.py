@@ -5,9 +5,8 @@
 build the ``Encoding`` from them with tiktoken's own converter after checking their sha256 against the
 hashes tiktoken publishes for the originals: identical files, identical ids, no network.
 
-``encode`` uses ``encode_ordinary``: the text ``"<|endoftext|>"`` inside a document is ordinary text, never the
-special id 50256, so a corpus cannot inject document boundaries. Data preparation adds the real ``eot_id``
-between documents itself.
+Encoding, batching and decoding are shared with the other byte-level BPEs (``tiktoken_base.py``): the text
+``"<|endoftext|>"`` inside a document is ordinary text, never the special id 50256.
 """
 
 from __future__ import annotations
@@ -16,21 +15,20 @@ import functools
 import hashlib
 import importlib.resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-from scratchllm.errors import DataError, InputError
-from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.errors import DataError
+from scratchllm.tokenizers.tiktoken_base import ENDOFTEXT, PARALLEL_MIN_MEAN_CHARS, TiktokenTokenizer
 
 # GPT-2's pre-tokenisation pattern (the same as tiktoken's r50k/gpt2 encodings): contractions, letter runs,
 # number runs, punctuation runs, whitespace. BPE merges never cross these pieces.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-ENDOFTEXT = "<|endoftext|>"
 GPT2_EOT_ID = 50256
 GPT2_VOCAB_SIZE = 50257
-PARALLEL_MIN_MEAN_CHARS = 4096  # encode_batch uses threads only when texts average at least this long
+__all__ = ["ENDOFTEXT", "GPT2Tokenizer", "PARALLEL_MIN_MEAN_CHARS", "gpt2_data_files", "gpt2_encoding"]
 
 # sha256 of the original OpenAI files, as pinned in tiktoken_ext/openai_public.py.
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -82,37 +80,25 @@ def gpt2_encoding() -> tiktoken.Encoding:
     )
 
 
-class GPT2Tokenizer(Tokenizer):
+class GPT2Tokenizer(TiktokenTokenizer):
     """GPT-2 BPE. Holds no state itself (the Encoding is cached per process), so it pickles for free."""
 
     name = "gpt2"
+
+    def encoding(self) -> tiktoken.Encoding:
+        return gpt2_encoding()
 
     @property
     def vocab_size(self) -> int:
         return GPT2_VOCAB_SIZE
 
     @property
-    def eot_id(self) -> int | None:
+    def n_ranks(self) -> int:
         return GPT2_EOT_ID
 
-    def encode(self, text: str) -> list[int]:
-        return gpt2_encoding().encode_ordinary(text)
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        # tiktoken's batch call fans texts out to a thread pool; on many short texts the pool's overhead
-        # dominates (measured: ~5x slower than a plain loop on 50k one-line texts), so only big texts use it.
-        texts = list(texts)
-        enc = gpt2_encoding()
-        if not texts or sum(map(len, texts)) < PARALLEL_MIN_MEAN_CHARS * len(texts):
-            return [enc.encode_ordinary(t) for t in texts]
-        return enc.encode_ordinary_batch(texts)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < GPT2_VOCAB_SIZE]
-        if bad:
-            raise InputError(f"token id {bad[0]} is outside the gpt2 vocabulary (0..{GPT2_VOCAB_SIZE - 1})")
-        return gpt2_encoding().decode(ids, errors="replace")
+    @property
+    def eot_id(self) -> int | None:
+        return GPT2_EOT_ID
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name}
