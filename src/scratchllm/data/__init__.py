@@ -5,7 +5,8 @@
     dm.prepare_data(); dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
 
-``ShardDataModule`` is imported lazily so that using shards or corpora does not import Lightning.
+``ShardDataModule`` and the window datasets are imported lazily so that using shards or corpora (e.g. in
+``python -m scratchllm.prepare``) imports neither Lightning nor torch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from scratchllm.data.corpora import Corpus, ShakespearePlays, TextFiles, TinySha
 from scratchllm.data.prepare import PreparedData, prepare_corpus
 from scratchllm.data.shard_folder import ShardFolder
 from scratchllm.data.shards import ShardInfo, open_shard, read_shard_info, write_shard
-from scratchllm.data.windows import TrainWindowStream, ValWindows, slot_window_starts, window_count
 
 __all__ = [
     "ShardFolder",
@@ -38,9 +38,16 @@ __all__ = [
 ]
 
 
+_WINDOWS = {"TrainWindowStream", "ValWindows", "slot_window_starts", "window_count"}
+
+
 def __getattr__(name: str) -> Any:
     if name == "ShardDataModule":
         from scratchllm.data.datamodule import ShardDataModule
 
         return ShardDataModule
+    if name in _WINDOWS:
+        from scratchllm.data import windows
+
+        return getattr(windows, name)
     raise AttributeError(f"module 'scratchllm.data' has no attribute {name!r}")

@@ -24,10 +24,14 @@ Tokenisation choices:
   only right after a newline that is followed by a non-space character: GPT-2's pre-tokeniser always ends a
   piece there, so the ids are exactly those of encoding the whole document at once. (A new tokenizer with
   another pre-tokeniser must check that this cut point is still a piece boundary for it.)
+
+The folder layout (``ShardWriter``, ``write_manifest``, ``building_folder``, ``load_prepared``) is shared with the
+curation pipeline (``python -m scratchllm.prepare``, ``data/curation/``), so both write the same kind of folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -134,15 +138,21 @@ def _encode_docs(tokenizer: Tokenizer, docs: list[str], split: str) -> Iterator[
         yield from flush()
 
 
-class _ShardWriter:
-    """Accumulates token arrays and writes a shard every ``shard_tokens`` tokens."""
+class ShardWriter:
+    """Accumulates token arrays and writes a shard every ``shard_tokens`` tokens (one writer per split).
 
-    def __init__(self, folder: Path, split: str, tokenizer: Tokenizer, shard_tokens: int) -> None:
+    ``add`` takes raw token arrays; ``add_document`` also joins documents the way every prepared folder does
+    (the end-of-text id after each document, or ``DOC_SEPARATOR`` between documents for tokenizers without
+    one), so ``prepare_corpus`` and ``python -m scratchllm.prepare`` write identical layouts."""
+
+    def __init__(self, folder: Path, split: str, tokenizer: Tokenizer, shard_tokens: int = SHARD_TOKENS) -> None:
         self.folder, self.split, self.tokenizer, self.shard_tokens = folder, split, tokenizer, shard_tokens
         self.buffer: list[np.ndarray] = []
         self.buffered = 0
         self.paths: list[Path] = []
         self.total = 0
+        self.documents = 0
+        self._sep: np.ndarray | None = None
 
     def add(self, ids: np.ndarray) -> None:
         while ids.size:
@@ -152,6 +162,18 @@ class _ShardWriter:
             ids = ids[take:]
             if self.buffered == self.shard_tokens:
                 self.flush()
+
+    def add_document(self, ids: np.ndarray) -> None:
+        """Append one document's ids (from ``encode_document``) with the document separator."""
+        eot = self.tokenizer.eot_id
+        if eot is None and self.documents:
+            if self._sep is None:
+                self._sep = encode_document(self.tokenizer, DOC_SEPARATOR)
+            self.add(self._sep)
+        self.add(np.asarray(ids))
+        if eot is not None:
+            self.add(np.array([eot], dtype=np.int64))
+        self.documents += 1
 
     def flush(self) -> None:
         if not self.buffered:
@@ -164,7 +186,47 @@ class _ShardWriter:
         self.buffer, self.buffered = [], 0
 
 
-def _load_cached(folder: Path) -> PreparedData:
+_ShardWriter = ShardWriter  # the name it had before it was shared
+
+
+def encode_document(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """Ids of one document as a 1-D integer array (the char tokenizer's vectorised path when it is one)."""
+    if isinstance(tokenizer, CharTokenizer):
+        return tokenizer.encode_array(text)
+    return np.asarray(tokenizer.encode(text), dtype=np.int64)
+
+
+def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest.json``: written last, it is what makes a folder a complete prepared folder."""
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def building_folder(folder: Path) -> Iterator[Path]:
+    """Build ``folder`` under a temporary sibling name and rename it into place when the block succeeds.
+
+    An existing ``folder`` is replaced (the caller decided it may be). On any error the temporary folder is
+    removed, so a crash never leaves a half-built folder under the final name."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"  # os.mkdir honours the umask; mkdtemp: 0700
+    tmp.mkdir()
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / MANIFEST).is_file():  # not "another process finished first"
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_prepared(folder: Path) -> PreparedData:
+    """The ``PreparedData`` of a complete prepared folder (one with ``manifest.json``)."""
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     return PreparedData(
         train=[folder / n for n in manifest["train"]],
@@ -174,6 +236,9 @@ def _load_cached(folder: Path) -> PreparedData:
         train_tokens=int(manifest["train_tokens"]),
         val_tokens=int(manifest["val_tokens"]),
     )
+
+
+_load_cached = load_prepared
 
 
 def prepare_corpus(
@@ -191,7 +256,7 @@ def prepare_corpus(
     if isinstance(corpus, ShardFolder):
         folder = corpus.check()
         try:
-            return _load_cached(folder)
+            return load_prepared(folder)
         except (OSError, KeyError, ValueError) as e:
             raise DataError(f"shard folder {folder} is unreadable ({e}); prepare it again") from e
     spec = normalize_spec(tokenizer_spec)
@@ -200,7 +265,7 @@ def prepare_corpus(
     folder = cache_dir / _folder_name(corpus, spec, key)
     if (folder / MANIFEST).is_file():
         try:
-            return _load_cached(folder)
+            return load_prepared(folder)
         except (OSError, KeyError, ValueError) as e:  # ValueError covers JSON and our DataError
             log.warning("cache %s is unreadable (%s); rebuilding it", folder, e)
 
@@ -218,14 +283,11 @@ def prepare_corpus(
     tokenizer = build_tokenizer(spec, train_text=fit_text)
     del fit_text
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{folder.name}.{uuid.uuid4().hex}.tmp"  # os.mkdir honours the umask; mkdtemp: 0700
-    tmp.mkdir()
-    try:
-        counts: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    with building_folder(folder) as tmp:  # an incomplete leftover (no manifest) is replaced
         names: dict[str, list[str]] = {}
         for split, docs in (("train", train_docs), ("val", val_docs)):
-            writer = _ShardWriter(tmp, split, tokenizer, shard_tokens)
+            writer = ShardWriter(tmp, split, tokenizer, shard_tokens)
             for ids in _encode_docs(tokenizer, docs, split):
                 writer.add(ids)
             writer.flush()
@@ -233,7 +295,7 @@ def prepare_corpus(
                 raise DataError(f"the {split} split tokenised to no tokens; add data")
             counts[split], names[split] = writer.total, [p.name for p in writer.paths]
         tokenizer.save(tmp / TOKENIZER_FILE)
-        manifest = {
+        write_manifest(tmp, {
             "corpus": repr(corpus),
             "fingerprint": corpus.fingerprint(),
             "tokenizer_spec": spec,
@@ -245,18 +307,6 @@ def prepare_corpus(
             "val_tokens": counts["val"],
             "documents": {"train": len(train_docs), "val": len(val_docs)},
             "seconds": round(time.perf_counter() - t0, 2),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        if folder.exists():  # an incomplete leftover (no manifest): replace it
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / MANIFEST).is_file():  # not "another process finished first"
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        })
     log.info("prepared %s: %d train / %d val tokens in %s", folder.name, counts["train"], counts["val"], folder)
-    return _load_cached(folder)
+    return load_prepared(folder)

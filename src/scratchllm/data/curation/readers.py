@@ -1,0 +1,304 @@
+"""Stage 1, read: files, folders, globs and Hugging Face datasets -> a stream of ``Document`` (or ``Removal``).
+
+What a record is, by file suffix (a trailing ``.gz`` is decompressed on the fly):
+
+- ``.jsonl`` / ``.ndjson``: one JSON object per line; the text is ``read.text_field``, the id ``read.id_field``
+  or ``path:line`` (1-based). Blank lines are not records.
+- ``.json``: a list of such objects (id default ``path:index``, 0-based) or a single object.
+- ``.parquet``: one record per row (``pyarrow``; id default ``path:row``), read in batches of rows.
+- anything else: one document per file, the file's text (id: the path).
+- ``hf:<name>``: a Hugging Face dataset, streamed (needs ``datasets`` and the network).
+
+A folder contributes every file below it whose suffix is in ``read.extensions``. Everything streams (one line,
+one row batch or one file at a time) except a ``.json`` file, which JSON forces us to parse whole.
+
+Bad input never stops the run when the rest can go on: a line that is not JSON, a record without the text
+field, a Parquet file without the text column, a binary file: each becomes a ``Removal`` at stage ``read`` (so
+it is counted in the report and listed in ``removed.jsonl``) and a warning. Undecodable bytes are replaced by
+U+FFFD and counted on the document. Only input that matches nothing, or a missing library, is an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import logging
+import os
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from scratchllm.data.curation.config import ReadConfig
+from scratchllm.data.curation.documents import Document, Removal
+from scratchllm.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+HF_PREFIX = "hf:"
+SNIFF_BYTES = 8192  # a NUL byte in this many leading bytes marks a file as binary
+PARQUET_BATCH_ROWS = 1024
+_JSONL = (".jsonl", ".ndjson")
+Record = Document | Removal
+ByteCounter = Callable[[int], None]
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(_JSONL):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "text"
+
+
+def _suffix_ok(path: Path, extensions: list[str]) -> bool:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return any(name.endswith(ext.lower()) for ext in extensions)
+
+
+def resolve_inputs(patterns: list[str], cfg: ReadConfig) -> list[Path | str]:
+    """Files named by ``patterns`` (file, folder, glob) and ``hf:`` names, in order and without repeats."""
+    if not patterns:
+        raise DataError("no input given; pass input=<file, folder, glob or hf:name>")
+    found: list[Path | str] = []
+    for pattern in patterns:
+        if pattern.startswith(HF_PREFIX):
+            if not pattern[len(HF_PREFIX):]:
+                raise ConfigError("input=hf: needs a dataset name, e.g. input=hf:roneneldan/TinyStories")
+            found.append(pattern)
+            continue
+        expanded = os.path.expanduser(os.path.expandvars(pattern))
+        p = Path(expanded)
+        if p.is_file():
+            matches = [p]
+        elif p.is_dir():
+            matches = sorted(q for q in p.rglob("*") if q.is_file() and _suffix_ok(q, cfg.extensions))
+            if not matches:
+                raise DataError(f"folder '{pattern}' holds no {'/'.join(cfg.extensions)} files; add some or set "
+                                "read.extensions")
+        else:
+            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise DataError(f"input '{pattern}' matches no file; check the path (input=<file, folder or glob>)")
+        found.extend(matches)
+    seen: set[Path | str] = set()
+    unique: list[Path | str] = []
+    for f in found:
+        key = f.resolve() if isinstance(f, Path) else f
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def total_bytes(inputs: list[Path | str]) -> int | None:
+    """Bytes of all input files (for a progress bar); None when a streamed dataset makes it unknowable."""
+    if any(isinstance(i, str) or i.name.lower().endswith(".gz") for i in inputs):  # streamed, or counted unpacked
+        return None
+    return sum(p.stat().st_size for p in inputs if isinstance(p, Path))
+
+
+def decode(raw: bytes, encoding: str) -> tuple[str, int]:
+    """Text of ``raw`` and the number of undecodable byte sequences that became U+FFFD."""
+    try:
+        return raw.decode(encoding), 0
+    except UnicodeDecodeError:
+        text = raw.decode(encoding, errors="replace")
+        try:  # U+FFFD characters that were genuinely in the input are not errors
+            genuine = raw.count("\ufffd".encode(encoding))
+        except (UnicodeEncodeError, LookupError):
+            genuine = 0
+        return text, max(1, text.count("\ufffd") - genuine)
+    except LookupError as e:
+        raise ConfigError(f"unknown text encoding {encoding!r}; set read.encoding (e.g. utf-8)") from e
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _looks_binary(head: bytes, encoding: str) -> bool:
+    return b"\0" in head and not encoding.lower().replace("-", "").startswith(("utf16", "utf32"))
+
+
+def _binary(path: Path, size: int) -> Removal:
+    log.warning("%s looks binary (NUL bytes near its start): skipped. If it is UTF-16 text, set read.encoding", path)
+    return Removal(str(path), "read", "binary_file", "NUL bytes in the first 8 KiB", nbytes=size)
+
+
+def iter_records(inputs: list[Path | str], cfg: ReadConfig, on_bytes: ByteCounter | None = None) -> Iterator[Record]:
+    """Every input record, in input order, as a ``Document`` or a read-stage ``Removal``."""
+    count = on_bytes or (lambda n: None)
+    produced = 0
+    for item in inputs:
+        if isinstance(item, str):
+            records: Iterator[Record] = _iter_hf(item[len(HF_PREFIX):], cfg)
+        else:
+            kind = _kind(item)
+            reader = {"jsonl": _iter_jsonl, "json": _iter_json, "parquet": _iter_parquet, "text": _iter_text}[kind]
+            records = reader(item, cfg, count)
+        for record in records:
+            yield record
+            produced += 1
+            if cfg.max_documents is not None and produced >= cfg.max_documents:
+                return
+
+
+def _iter_text(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
+        return
+    count(path.stat().st_size)
+    if _looks_binary(raw[:SNIFF_BYTES], cfg.encoding):
+        yield _binary(path, len(raw))
+        return
+    text, bad = decode(raw, cfg.encoding)
+    yield Document(str(path), text, bad)
+
+
+def _from_object(obj: object, default_id: str, cfg: ReadConfig, nbytes: int, raw_text: str) -> Record:
+    """A parsed JSON record -> Document, or Removal naming what is wrong with it."""
+    if not isinstance(obj, dict):
+        return Removal(default_id, "read", "not_an_object", f"a JSON {type(obj).__name__}, not an object",
+                       nbytes=nbytes, text=raw_text)
+    rid = obj.get(cfg.id_field)
+    doc_id = str(rid) if rid is not None and rid != "" else default_id
+    text = obj.get(cfg.text_field)
+    if text is None:
+        keys = ", ".join(list(map(str, obj))[:8])
+        return Removal(doc_id, "read", "missing_text_field",
+                       f"no '{cfg.text_field}' field (fields: {keys}); set read.text_field", nbytes=nbytes,
+                       text=raw_text)
+    if not isinstance(text, str):
+        return Removal(doc_id, "read", "text_not_a_string", f"'{cfg.text_field}' is a {type(text).__name__}",
+                       nbytes=nbytes, text=raw_text)
+    return Document(doc_id, text)
+
+
+def _iter_jsonl(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+    problems = 0
+    try:
+        with _open(path) as f:
+            head = f.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(f, "peek") else b""
+            if _looks_binary(head, cfg.encoding):
+                yield _binary(path, path.stat().st_size)
+                return
+            for lineno, raw in enumerate(f, start=1):
+                count(len(raw))
+                if not raw.strip():
+                    continue
+                line, bad = decode(raw, cfg.encoding)
+                default_id = f"{path}:{lineno}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    problems += 1
+                    if problems <= 3:
+                        log.warning("%s line %d is not JSON (%s): recorded in removed.jsonl", path, lineno, e.msg)
+                    yield Removal(default_id, "read", "invalid_json", f"{e.msg} at column {e.colno}",
+                                  nbytes=len(raw), text=line)
+                    continue
+                record = _from_object(obj, default_id, cfg, len(raw), line)
+                if isinstance(record, Document):
+                    record.bad_bytes = bad
+                else:
+                    problems += 1
+                    if problems <= 3:
+                        log.warning("%s line %d: %s (%s)", path, lineno, record.reason, record.detail)
+                yield record
+    except (OSError, EOFError) as e:  # a truncated .gz, a vanished file
+        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
+    if problems > 3:
+        log.warning("%s: %d bad records in all (see removed.jsonl, stage 'read')", path, problems)
+
+
+def _iter_json(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
+        return
+    count(path.stat().st_size)
+    if _looks_binary(raw[:SNIFF_BYTES], cfg.encoding):
+        yield _binary(path, len(raw))
+        return
+    text, bad = decode(raw, cfg.encoding)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        log.warning("%s is not valid JSON (%s at line %d): skipped", path, e.msg, e.lineno)
+        yield Removal(str(path), "read", "invalid_json", f"{e.msg} at line {e.lineno}", nbytes=len(raw), text=text)
+        return
+    items = data if isinstance(data, list) else [data]
+    single = not isinstance(data, list)
+    for i, obj in enumerate(items):
+        piece = json.dumps(obj, ensure_ascii=False)[:1000] if not isinstance(obj, dict) else ""
+        record = _from_object(obj, str(path) if single else f"{path}:{i}", cfg, len(piece), piece)
+        if isinstance(record, Document):
+            record.bad_bytes = bad if single else 0
+        yield record
+
+
+def _iter_parquet(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError as e:
+        raise DataError(f"reading {path} needs pyarrow; pip install pyarrow") from e
+    size = path.stat().st_size
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
+        log.warning("%s is not a readable Parquet file (%s): skipped", path, e)
+        yield Removal(str(path), "read", "unreadable_parquet", str(e)[:200], nbytes=size)
+        return
+    names = list(pf.schema_arrow.names)
+    if cfg.text_field not in names:
+        log.warning("%s has no '%s' column (columns: %s): skipped; set read.text_field", path, cfg.text_field,
+                    ", ".join(names))
+        yield Removal(str(path), "read", "missing_text_field",
+                      f"no '{cfg.text_field}' column (columns: {', '.join(names[:12])}; "
+                      f"{pf.metadata.num_rows} rows); set read.text_field", nbytes=size)
+        return
+    columns = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names and cfg.id_field != cfg.text_field else [])
+    rows = max(1, pf.metadata.num_rows)
+    row = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+        texts = batch.column(0).to_pylist()
+        ids = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+        for text, rid in zip(texts, ids):
+            doc_id = str(rid) if rid is not None and rid != "" else f"{path}:{row}"
+            row += 1
+            if isinstance(text, str):
+                yield Document(doc_id, text)
+            elif text is None:
+                yield Removal(doc_id, "read", "missing_text_field", f"'{cfg.text_field}' is null")
+            else:
+                yield Removal(doc_id, "read", "text_not_a_string", f"'{cfg.text_field}' is a {type(text).__name__}")
+        count(size * len(texts) // rows)
+
+
+def _iter_hf(name: str, cfg: ReadConfig) -> Iterator[Record]:
+    """A Hugging Face dataset, streamed record by record. (Needs the network; not exercised by the tests.)"""
+    try:
+        import datasets
+    except ModuleNotFoundError as e:
+        raise DataError(f"input=hf:{name} needs the 'datasets' package; pip install datasets (and network access)") from e
+    try:
+        stream = datasets.load_dataset(name, cfg.hf_config, split=cfg.hf_split, streaming=True)
+        for i, obj in enumerate(stream):
+            yield _from_object(obj, f"hf:{name}:{i}", cfg, 0, "")
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - network, auth, unknown dataset: all the user's to fix
+        raise DataError(f"cannot stream hf:{name} (split {cfg.hf_split!r}): {type(e).__name__}: {e}".splitlines()[0]
+                        ) from e
