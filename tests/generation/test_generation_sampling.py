@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scratchllm.errors import ConfigError
+from scratchllm.generation.sampling import draw
 from scratchllm.generation import (
     apply_repetition_penalty,
     apply_temperature,
@@ -217,3 +218,35 @@ def test_bad_filter_arguments_raise_config_error() -> None:
         min_p_filter(logits, 2)
     with pytest.raises(ConfigError, match="repetition_penalty"):
         apply_repetition_penalty(logits, [0], 0.0)
+
+
+# ------------------------------------------------------------------------------------ fast paths vs references
+def sort_based_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The definition spelled out: stable sort by value (ties by id), keep the first k."""
+    order = torch.sort(-logits, dim=-1, stable=True).indices[..., :k]
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, True)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 40, 199])
+def test_top_k_without_a_sort_equals_the_sorted_definition(k: int) -> None:
+    torch.manual_seed(k)
+    logits = torch.randint(-3, 4, (6, 200)).float()  # many ties at every boundary
+    assert torch.equal(top_k_filter(logits, k), sort_based_top_k(logits, k))
+    wide = torch.randn(2, 50257)
+    assert torch.equal(top_k_filter(wide, k), sort_based_top_k(wide, k))
+
+
+def test_the_draw_follows_the_distribution_and_never_picks_zero_mass() -> None:
+    probs = torch.tensor([0.0, 0.5, 0.2, 0.0, 0.3, 0.0])
+    n = 20_000
+    draws = draw(probs.expand(n, -1), generator=torch.Generator().manual_seed(99))
+    counts = torch.bincount(draws, minlength=6).double()
+    assert counts[0] == counts[3] == counts[5] == 0
+    keep = [1, 2, 4]
+    expected = probs.double()[keep] * n
+    chi2 = float(((counts[keep] - expected) ** 2 / expected).sum())
+    assert float(torch.special.gammaincc(torch.tensor(1.0), torch.tensor(chi2 / 2))) > 0.01, chi2
+    one_hot = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    assert draw(one_hot).tolist() == [2]
+    assert draw(probs).shape == () and draw(probs.expand(1, 2, 6)).shape == (1, 2)

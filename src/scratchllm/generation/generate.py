@@ -14,6 +14,10 @@ change once computed (causal attention: position i never looks at anything after
 Cached and uncached decoding compute the same function; ``use_cache=False`` is kept as the reference path (the
 tests check that both give identical tokens).
 
+**Decode shortcuts.** While a step runs, the output head scores only the newest position (all sampling reads)
+and CPU linear layers fed a single row use the matrix-vector kernel; ``fastpath.py`` explains both. Each is
+undone when the step ends.
+
 **Past the context window.** A model has ``context_length`` positions (learned position embeddings simply stop
 there; RoPE models were never trained beyond it). When prompt + generated tokens would no longer fit:
 
@@ -43,7 +47,7 @@ of its new tokens so far (the token that triggered it *is* returned).
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, Union
 
@@ -51,6 +55,7 @@ import torch
 from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
+from scratchllm.generation.fastpath import DecodeShortcuts
 from scratchllm.generation.sampling import apply_repetition_penalty, sample_next, validate_sampling
 
 Prompt = Union[Sequence[int], torch.Tensor]
@@ -300,13 +305,13 @@ def _device(model: nn.Module) -> torch.device:
 
 # ---------------------------------------------------------------------------------------- the decode loop
 @contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode + inference mode for one step, then restore each module's own train flag."""
+def _inference(model: nn.Module, shortcuts: DecodeShortcuts | None = None) -> Iterator[None]:
+    """Eval mode, inference mode and the decode shortcuts for one step, then restore the model as it was."""
     modes = [(m, m.training) for m in model.modules()] if model.training else []
     if modes:
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), (shortcuts or nullcontext()):
             yield
     finally:
         for module, mode in modes:
@@ -336,6 +341,7 @@ def _decode_group(
         with _inference(model):
             caches = model.make_caches(len(prompts), max_len=min(context, window + max_new_tokens))
     cached = 0
+    shortcuts = DecodeShortcuts(model)
     for step in range(max_new_tokens):
         if window > context:
             if settings.on_overflow == "stop":
@@ -346,7 +352,7 @@ def _decode_group(
                 )
                 return
             window, cached = keep, 0  # slide: re-prefill the last `keep` tokens at positions 0…
-        with _inference(model):
+        with _inference(model, shortcuts):
             if caches is not None:
                 fresh = window - cached
                 idx = torch.tensor([h[-fresh:] for h in histories], dtype=torch.long, device=device)

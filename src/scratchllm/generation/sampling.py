@@ -104,13 +104,20 @@ def _keep_sorted(logits: torch.Tensor, order: torch.Tensor, keep_sorted: torch.T
 
 
 def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Keep exactly the ``top_k`` highest logits (ties at the boundary go to the lower token id)."""
+    """Keep exactly the ``top_k`` highest logits (ties at the boundary go to the lower token id).
+
+    No sort: ``torch.topk`` finds the k-th largest value, everything above it is kept, and of the tokens equal to
+    it the lowest ids fill the places left (a full sort of a 50k vocabulary costs several times more per token).
+    """
     _check_top_k(top_k)
     if top_k >= logits.shape[-1]:
         return logits
-    _, order = _sorted_descending(logits)
-    rank = torch.arange(logits.shape[-1], device=logits.device)
-    return _keep_sorted(logits, order, (rank < top_k).expand_as(order))
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    above = logits > kth
+    ties = logits == kth
+    room = top_k - above.sum(dim=-1, keepdim=True)
+    keep = above | (ties & (ties.cumsum(dim=-1) <= room))
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -216,6 +223,23 @@ def sample_next(
         return logits.argmax(dim=-1)
     filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     probs = torch.softmax(filtered, dim=-1)
-    flat = probs.reshape(-1, probs.shape[-1])
-    draws = torch.multinomial(flat, num_samples=1, generator=generator)
-    return draws.reshape(probs.shape[:-1])
+    return draw(probs, generator=generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id per row of ``probs`` (..., V), by inverting the cumulative distribution.
+
+    One uniform number u per row, scaled to the row's total mass, picks the first token whose cumulative mass
+    exceeds it: token i is drawn with probability p_i, and a zero-probability token never is (its cumulative
+    mass equals its predecessor's). The sum runs in float64 so 50k small terms add up without drift. It gives
+    the same distribution as ``torch.multinomial`` at a fraction of its cost on a 50k vocabulary.
+    """
+    vocab = probs.shape[-1]
+    wide = torch.float32 if probs.device.type == "mps" else torch.float64  # MPS has no float64
+    flat = probs.reshape(-1, vocab).to(wide)
+    cdf = flat.cumsum(dim=-1)
+    u = torch.rand((flat.shape[0], 1), generator=generator, dtype=wide, device=flat.device)
+    ids = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    # u * total can round up to the total itself: fall back to the last token with any mass.
+    last = vocab - 1 - (flat > 0).flip(-1).int().argmax(dim=-1, keepdim=True)
+    return torch.minimum(ids, last).reshape(probs.shape[:-1])

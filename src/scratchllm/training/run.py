@@ -44,17 +44,15 @@ def build_model_config(model_cfg: DictConfig, vocab_size: int) -> ModelConfig:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
-    """``None`` → ``None``; ``last`` → the newest ``last.ckpt`` under the log folder; else a file that must exist."""
+    """``None`` → ``None`` (a fresh run); ``last`` → the newest ``last.ckpt`` under the log folder; else a
+    checkpoint file that must exist (the rule generation uses too, without Lightning)."""
     if ckpt_path in (None, "", "null"):
         return None
-    if ckpt_path == "last":
-        found = sorted(Path(log_dir).glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise CheckpointError(f"ckpt_path=last but no checkpoints/last.ckpt exists under {log_dir}")
-        return str(found[-1])
-    path = Path(ckpt_path).expanduser()
+    from scratchllm.generation.loading import resolve_checkpoint
+
+    path = resolve_checkpoint(ckpt_path, log_dir)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {ckpt_path} does not exist; pass an existing .ckpt file or ckpt_path=last")
+        raise CheckpointError(f"ckpt_path={ckpt_path} is not a checkpoint file; resume from a .ckpt file or last")
     return str(path)
 
 

@@ -1,0 +1,152 @@
+"""What ``python -m scratchllm.generate`` does once Hydra has composed its config: load once, then stream text.
+
+``GenerateOptions`` is the config as a checked dataclass (every value validated before the model is loaded, so a
+typo costs no loading time); ``run_session`` loads the checkpoint and answers one prompt, or, with
+``interactive``, every line of stdin until EOF with the model kept in memory.
+
+Escapes: a shell and Hydra pass ``\\n`` through as a backslash and an ``n``, yet a newline is the most common
+stop string and prompt ending, so ``prompt`` and ``stop`` read ``\\n``, ``\\t``, ``\\r`` and ``\\\\`` (a literal
+backslash) as escapes. Any other backslash is kept as typed. Lines read in interactive mode are taken as they are.
+
+Streams: the generated text goes to stdout, flushed piece by piece so it appears as it is produced; the
+tokens/s line and notes go to stderr, so ``> out.txt`` captures only the text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TextIO
+
+import torch
+
+from scratchllm.errors import ConfigError
+from scratchllm.generation.generate import OVERFLOW_CHOICES
+from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
+from scratchllm.generation.sampling import validate_sampling
+from scratchllm.generation.text import TextStream, encode_prompt, format_ids
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t``, ``\\r`` and ``\\\\`` as the characters they name; any other backslash stays."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+@dataclass
+class GenerateOptions:
+    """The fields of conf/generate.yaml (see there for what each one does)."""
+
+    ckpt_path: str = "last"
+    prompt: str = ""
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int | None = 200
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    interactive: bool = False
+    echo_prompt: bool = True
+    device: str = "auto"
+    dtype: str = "float32"
+    use_cache: bool = True
+    on_overflow: str = "slide"
+    tokenizer: str | None = None
+    threads: int | None = None
+    log_dir: str = "logs"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = [unescape(str(s)) for s in (self.stop or [])]
+        self.prompt = "" if self.prompt is None else unescape(str(self.prompt))
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer (or null for a fresh draw), got {self.seed!r}")
+        if self.on_overflow not in OVERFLOW_CHOICES:
+            raise ConfigError(f"on_overflow={self.on_overflow!r} is not known; choose one of: {', '.join(OVERFLOW_CHOICES)}")
+        validate_sampling(
+            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+        )
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer (or null for torch's default), got {self.threads!r}")
+        resolve_dtype(self.dtype)
+        resolve_device(self.device)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "GenerateOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments of ``scratchllm.generation.stream``."""
+        return dict(
+            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty, seed=self.seed, use_cache=self.use_cache,
+            on_overflow=self.on_overflow,
+        )
+
+
+def run_session(
+    options: GenerateOptions,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> None:
+    """Load the checkpoint once, then answer ``options.prompt`` or, interactively, each line of ``stdin``."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    model, tokenizer = load_for_generation(
+        options.ckpt_path, device=options.device, dtype=options.dtype, tokenizer=options.tokenizer,
+        log_dir=options.log_dir,
+    )
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    name = tokenizer.name if tokenizer is not None else "none: prompts and output are token ids"
+    print(f"loaded {model.config.name} ({model.config.vocab_size} ids) on {device} in {str(dtype).split('.')[-1]}; "
+          f"tokenizer {name}", file=stderr, flush=True)
+    if not options.interactive:
+        _answer(model, tokenizer, options.prompt, options, stdout, stderr, echo=options.echo_prompt)
+        return
+    interactive_tty = hasattr(stdin, "isatty") and stdin.isatty()
+    while True:
+        if interactive_tty:
+            print("> ", end="", file=stderr, flush=True)
+        line = stdin.readline()
+        if not line:  # EOF
+            break
+        _answer(model, tokenizer, line.rstrip("\r\n"), options, stdout, stderr, echo=False)
+
+
+def _answer(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompt: str,
+    options: GenerateOptions,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    echo: bool,
+) -> None:
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    text = TextStream(model, tokenizer, prompt_ids, options.max_new_tokens, stop=options.stop,
+                      sampling=options.sampling())
+    if echo and prompt:
+        stdout.write(prompt if tokenizer is not None else format_ids(prompt_ids))
+        stdout.flush()
+    for piece in text:
+        stdout.write(piece)
+        stdout.flush()
+    stdout.write("\n")
+    stdout.flush()
+    print(text.stats.summary(), file=stderr, flush=True)
+

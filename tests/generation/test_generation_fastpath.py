@@ -1,0 +1,72 @@
+"""The decode shortcuts compute what the plain model computes, and leave nothing behind."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratchllm.generation.fastpath import decode_shortcuts
+from scratchllm.model import GPT
+
+
+def test_only_the_last_position_is_scored_and_it_is_unchanged(tiny_model: Callable[..., GPT]) -> None:
+    model = tiny_model(init_std=0.02)
+    idx = torch.randint(0, 65, (2, 9))
+    with torch.no_grad():
+        full, _ = model(idx)
+        with decode_shortcuts(model):
+            last, _ = model(idx)
+        after, _ = model(idx)
+    assert last.shape == (2, 1, 65)
+    torch.testing.assert_close(last[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
+    assert after.shape == full.shape  # the hook is gone
+
+
+def test_nothing_outlives_the_block(tiny_model: Callable[..., GPT]) -> None:
+    model = tiny_model()
+    with decode_shortcuts(model):
+        assert any("forward" in m.__dict__ for m in model.modules())
+        assert len(model.lm_head._forward_pre_hooks) == 1
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    assert len(model.lm_head._forward_pre_hooks) == 0
+    with pytest.raises(RuntimeError):
+        with decode_shortcuts(model):
+            raise RuntimeError("boom")
+    assert not any("forward" in m.__dict__ for m in model.modules())  # undone on errors too
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_row_linear_is_a_matvec_with_the_same_result(dtype: torch.dtype, bias: bool) -> None:
+    layer = nn.Linear(96, 200, bias=bias).to(dtype)
+    model = nn.Sequential(layer)
+    one, many = torch.randn(1, 1, 96, dtype=dtype), torch.randn(2, 3, 96, dtype=dtype)
+    reference = F.linear(one.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    with torch.no_grad(), decode_shortcuts(model):
+        fast, batched = model(one), model(many)
+    assert fast.shape == (1, 1, 200) and fast.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: one rounding of a float32-accumulated dot product
+    torch.testing.assert_close(fast.double(), reference, atol=tol, rtol=tol)
+    with torch.no_grad():
+        torch.testing.assert_close(batched, F.linear(many, layer.weight, layer.bias))
+
+
+def test_decode_steps_match_with_and_without_shortcuts(tiny_model: Callable[..., GPT]) -> None:
+    model = tiny_model(init_std=0.02, n_kv_head=2, position="rope")
+    prompt = torch.randint(0, 65, (1, 6))
+    with torch.no_grad():
+        plain, shortcut = model.make_caches(1), model.make_caches(1)
+        a, _ = model(prompt, caches=plain)
+        with decode_shortcuts(model):
+            b, _ = model(prompt, caches=shortcut)
+        torch.testing.assert_close(b[:, -1], a[:, -1], atol=1e-5, rtol=1e-5)
+        for pos in range(6, 12):
+            token = a[:, -1].argmax(-1, keepdim=True)
+            a, _ = model(token, caches=plain, start_pos=pos)
+            with decode_shortcuts(model):
+                b, _ = model(token, caches=shortcut, start_pos=pos)
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
