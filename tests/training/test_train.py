@@ -157,3 +157,11 @@ def test_train_on_a_prepared_shard_folder(make_cfg, tmp_path):
 def test_missing_shard_folder(make_cfg, capsys, tmp_path):
     err = _one_line_error(make_cfg("data=shards", f"data.path={tmp_path}/none"), capsys)
     assert "does not exist" in err and "data.path" in err
+
+
+def test_bf16_mixed_with_fused_adamw_and_clipping_trains(make_cfg):
+    """Lightning's mixed-precision plugin refuses to clip with a fused optimizer; bf16 needs no unscaling, so the
+    module clips itself (this is the combination experiment=gpt2_124m uses on a GPU)."""
+    result = _run(make_cfg("precision=bf16-mixed", "optim.fused=true", "trainer.gradient_clip_val=1.0",
+                           "trainer.max_steps=3", "sample.max_new_tokens=0"))
+    assert result["global_step"] == 3
