@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scratchllm.generation.fastpath import decode_shortcuts
+from scratchllm.generation.fastpath import DecodeShortcuts, decode_shortcuts
 from scratchllm.model import GPT
 
 
@@ -70,3 +70,37 @@ def test_decode_steps_match_with_and_without_shortcuts(tiny_model: Callable[...,
             with decode_shortcuts(model):
                 b, _ = model(token, caches=shortcut, start_pos=pos)
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_one_row_linear_uses_packed_weights_with_the_same_result(tiny_model: Callable[..., GPT]) -> None:
+    """bf16 single-row linears go through oneDNN's packed layout; results match F.linear to bf16 precision, and
+    the packed copies belong to the shortcuts object, not the model."""
+    model = tiny_model().to(torch.bfloat16).eval()
+    layer = model.blocks[0].mlp.fc
+    x = torch.randn(1, 1, layer.in_features, dtype=torch.bfloat16)
+    attributes_before = set(layer.__dict__)
+    shortcuts = DecodeShortcuts(model)
+    with torch.inference_mode(), shortcuts:
+        fast = layer(x)
+    reference = F.linear(x.double(), layer.weight.double(), layer.bias.double())
+    torch.testing.assert_close(fast.double(), reference, atol=0.05, rtol=0.02)
+    if shortcuts._pack_ok:  # oneDNN with bf16 (this machine): the packed copy was made and kept by the object
+        assert layer in shortcuts._packed
+    assert set(layer.__dict__) == attributes_before  # nothing left on the model
+
+
+def test_bf16_decode_steps_match_with_and_without_shortcuts(tiny_model: Callable[..., GPT]) -> None:
+    model = tiny_model().to(torch.bfloat16).eval()
+    idx = torch.randint(0, 65, (1, 12))
+    with torch.inference_mode():
+        plain_caches, fast_caches = model.make_caches(1), model.make_caches(1)
+        a, _ = model(idx[:, :8], caches=plain_caches)
+        shortcuts = DecodeShortcuts(model)
+        with shortcuts:
+            b, _ = model(idx[:, :8], caches=fast_caches)
+        torch.testing.assert_close(b[:, -1].float(), a[:, -1].float(), atol=0.05, rtol=0.05)
+        for pos in range(8, 12):
+            a, _ = model(idx[:, pos : pos + 1], caches=plain_caches, start_pos=pos)
+            with shortcuts:
+                b, _ = model(idx[:, pos : pos + 1], caches=fast_caches, start_pos=pos)
+            torch.testing.assert_close(b.float(), a.float(), atol=0.05, rtol=0.05)
