@@ -17,7 +17,6 @@ which moves a few merge counts by a little and nothing else.
 
 from __future__ import annotations
 
-import glob
 import gzip
 import io
 import json
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from scratchllm.errors import DataError
+from scratchllm.textio import expand_paths
 
 TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 CHUNK_CHARS = 1 << 16  # ~64k characters per chunk (a long line is yielded whole)
@@ -54,34 +54,12 @@ def _base_suffix(path: Path) -> str:
 
 def resolve_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The files named by ``inputs`` (files, folders, globs), in order, each once."""
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    items = [str(i) for i in inputs]
-    if not items:
-        raise DataError("no input given; pass input=<file, folder or glob>")
-    found: list[Path] = []
-    for item in items:
-        expanded = os.path.expanduser(os.path.expandvars(item))
-        p = Path(expanded)
-        if p.is_file():
-            matches = [p]
-        elif p.is_dir():
-            matches = sorted(q for q in p.rglob("*") if q.is_file() and _base_suffix(q) in TEXT_SUFFIXES)
-            if not matches:
-                raise DataError(f"folder '{item}' holds no {', '.join(TEXT_SUFFIXES)} files; point input= at them")
-        else:
-            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
-            if not matches:
-                raise DataError(f"no input files match '{item}'; check input=")
-        found.extend(matches)
-    seen: set[Path] = set()
-    unique = []
-    for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+    return expand_paths(
+        inputs,
+        accept=lambda q: _base_suffix(q) in TEXT_SUFFIXES,
+        kinds=", ".join(TEXT_SUFFIXES),
+        hint="input=",
+    )
 
 
 def _open_text(path: Path) -> IO[str]:

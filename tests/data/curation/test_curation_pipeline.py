@@ -150,8 +150,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_command_line(tmp_path, corpus) -> None:
     bad = _cli(f"input={tmp_path / 'missing.jsonl'}", f"output={tmp_path / 'o'}", cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: input ")
-    assert "matches no file" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: no input files match ")
+    assert "missing.jsonl" in bad.stderr and "Traceback" not in bad.stderr
     ok = _cli(f"input={corpus}", f"output={tmp_path / 'o'}", "tokenizer=char", "progress=false", "workers=1",
               "prepare=books", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]

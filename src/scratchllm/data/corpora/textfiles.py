@@ -13,61 +13,25 @@ re-read just to find out that nothing changed.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from pathlib import Path
 
 from scratchllm.data.corpora.base import check_fraction, digest
-from scratchllm.errors import ConfigError, DataError
+from scratchllm.errors import DataError
+from scratchllm.textio import decode_counting, expand_paths
 
 log = logging.getLogger(__name__)
 
 
 def resolve_paths(patterns: list[str] | str) -> list[Path]:
     """Files named by ``patterns`` (file, folder -> recursive ``*.txt``, or glob), in order, without repeats."""
-    if isinstance(patterns, (str, os.PathLike)):
-        patterns = [patterns]
-    patterns = [str(p) for p in patterns]
-    if not patterns:
-        raise DataError("no input files given; set data.corpus.paths")
-    found: list[Path] = []
-    for pattern in patterns:
-        expanded = os.path.expanduser(os.path.expandvars(pattern))
-        p = Path(expanded)
-        if p.is_file():
-            matches = [p]
-        elif p.is_dir():
-            matches = sorted(q for q in p.rglob("*.txt") if q.is_file())
-        else:
-            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
-        if not matches:
-            raise DataError(f"no input files match '{pattern}'; check data.corpus.paths")
-        found.extend(matches)
-    seen: set[Path] = set()
-    unique = []
-    for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+    return expand_paths(patterns, accept=lambda q: q.suffix == ".txt", kinds=".txt", hint="data.corpus.paths")
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> tuple[str, int]:
     """Text of ``path`` and the number of undecodable byte sequences that became U+FFFD."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode(encoding), 0
-    except UnicodeDecodeError:
-        text = raw.decode(encoding, errors="replace")
-        try:  # U+FFFD characters that were genuinely in the file are not errors
-            genuine = raw.count("\ufffd".encode(encoding))
-        except (UnicodeEncodeError, LookupError):
-            genuine = 0
-        return text, max(1, text.count("\ufffd") - genuine)
-    except LookupError as e:
-        raise ConfigError(f"unknown text encoding {encoding!r}; set data.corpus.encoding (e.g. utf-8)") from e
+    return decode_counting(path.read_bytes(), encoding, hint="data.corpus.encoding")
 
 
 class TextFiles:

@@ -20,17 +20,16 @@ U+FFFD and counted on the document. Only input that matches nothing, or a missin
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import logging
-import os
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from scratchllm.data.curation.config import ReadConfig
 from scratchllm.data.curation.documents import Document, Removal
 from scratchllm.errors import ConfigError, DataError
+from scratchllm.textio import decode_counting, expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -67,34 +66,25 @@ def resolve_inputs(patterns: list[str], cfg: ReadConfig) -> list[Path | str]:
     if not patterns:
         raise DataError("no input given; pass input=<file, folder, glob or hf:name>")
     found: list[Path | str] = []
+    seen: set[Path | str] = set()
     for pattern in patterns:
         if pattern.startswith(HF_PREFIX):
             if not pattern[len(HF_PREFIX):]:
                 raise ConfigError("input=hf: needs a dataset name, e.g. input=hf:roneneldan/TinyStories")
-            found.append(pattern)
-            continue
-        expanded = os.path.expanduser(os.path.expandvars(pattern))
-        p = Path(expanded)
-        if p.is_file():
-            matches = [p]
-        elif p.is_dir():
-            matches = sorted(q for q in p.rglob("*") if q.is_file() and _suffix_ok(q, cfg.extensions))
-            if not matches:
-                raise DataError(f"folder '{pattern}' holds no {'/'.join(cfg.extensions)} files; add some or set "
-                                "read.extensions")
+            items: list[tuple[Path | str, Path | str]] = [(pattern, pattern)]
         else:
-            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
-            if not matches:
-                raise DataError(f"input '{pattern}' matches no file; check the path (input=<file, folder or glob>)")
-        found.extend(matches)
-    seen: set[Path | str] = set()
-    unique: list[Path | str] = []
-    for f in found:
-        key = f.resolve() if isinstance(f, Path) else f
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+            paths = expand_paths(
+                pattern,
+                accept=lambda q: _suffix_ok(q, cfg.extensions),
+                kinds="/".join(cfg.extensions),
+                hint="input=<file, folder or glob> (and read.extensions)",
+            )
+            items = [(p, p.resolve()) for p in paths]
+        for item, key in items:
+            if key not in seen:
+                seen.add(key)
+                found.append(item)
+    return found
 
 
 def total_bytes(inputs: list[Path | str]) -> int | None:
@@ -106,17 +96,7 @@ def total_bytes(inputs: list[Path | str]) -> int | None:
 
 def decode(raw: bytes, encoding: str) -> tuple[str, int]:
     """Text of ``raw`` and the number of undecodable byte sequences that became U+FFFD."""
-    try:
-        return raw.decode(encoding), 0
-    except UnicodeDecodeError:
-        text = raw.decode(encoding, errors="replace")
-        try:  # U+FFFD characters that were genuinely in the input are not errors
-            genuine = raw.count("\ufffd".encode(encoding))
-        except (UnicodeEncodeError, LookupError):
-            genuine = 0
-        return text, max(1, text.count("\ufffd") - genuine)
-    except LookupError as e:
-        raise ConfigError(f"unknown text encoding {encoding!r}; set read.encoding (e.g. utf-8)") from e
+    return decode_counting(raw, encoding, hint="read.encoding")
 
 
 def _open(path: Path) -> IO[bytes]:
