@@ -99,7 +99,10 @@ class GPT(nn.Module):
                 f"sequence of {start_pos + T} positions exceeds model.context_length={cfg.context_length}; "
                 f"crop the input to the last {cfg.context_length} tokens or use a model with a longer context"
             )
-        if not idx.is_cuda:  # on CUDA this check would sync every step; the data module checks shard vocabularies
+        # On CUDA this check would sync every step, and under torch.compile it would break the graph (a data-
+        # dependent Python int); there the embedding still rejects out-of-range ids and the data module checks the
+        # shards' vocabulary.
+        if not idx.is_cuda and not torch.compiler.is_compiling():
             if idx.numel():
                 lo, hi = int(idx.min()), int(idx.max())
                 if lo < 0 or hi >= cfg.vocab_size:
