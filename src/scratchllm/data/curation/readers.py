@@ -130,18 +130,27 @@ def iter_records(inputs: list[Path | str], cfg: ReadConfig, on_bytes: ByteCounte
                 return
 
 
-def _iter_text(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+def _read_whole(path: Path, cfg: ReadConfig, count: ByteCounter) -> Removal | tuple[bytes, str, int]:
+    """A whole file's bytes, text and undecodable-sequence count, or the read-stage ``Removal`` saying why not
+    (unreadable, or binary)."""
     try:
         with _open(path) as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
-        return
+        return Removal(str(path), "read", "unreadable_file", str(e)[:200])
     count(path.stat().st_size)
     if _looks_binary(raw[:SNIFF_BYTES], cfg.encoding):
-        yield _binary(path, len(raw))
-        return
+        return _binary(path, len(raw))
     text, bad = decode(raw, cfg.encoding)
+    return raw, text, bad
+
+
+def _iter_text(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
+    got = _read_whole(path, cfg, count)
+    if isinstance(got, Removal):
+        yield got
+        return
+    _, text, bad = got
     yield Document(str(path), text, bad)
 
 
@@ -202,17 +211,11 @@ def _iter_jsonl(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Rec
 
 
 def _iter_json(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
-    try:
-        with _open(path) as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
+    got = _read_whole(path, cfg, count)
+    if isinstance(got, Removal):
+        yield got
         return
-    count(path.stat().st_size)
-    if _looks_binary(raw[:SNIFF_BYTES], cfg.encoding):
-        yield _binary(path, len(raw))
-        return
-    text, bad = decode(raw, cfg.encoding)
+    raw, text, bad = got
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
