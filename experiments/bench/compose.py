@@ -51,6 +51,7 @@ def job_overrides(job: Job, run_dir: Path) -> list[str]:
         f"precision={job.precision}",
         f"compile={str(job.compile).lower()}",
         f"optim.fused={str(job.optimizer == 'fused').lower()}",
+        f"model.attention={job.attention}",
         f"trainer.max_steps={job.warmup + job.steps}",
         "trainer.limit_val_batches=0",
         "validate=false",

@@ -20,6 +20,9 @@ COMPILE = ("off", "on")
 # checkpoints, progress bar or model summary (the loop itself). lightning-default: run.train's defaults
 # (TensorBoard logger, checkpoint, throughput and progress-bar callbacks), i.e. what a user pays out of the box.
 LOOPS = ("plain", "lightning", "lightning-default")
+# Both compute the same function (model.attention is shape-neutral). On CPU under compile the explicit path is the
+# faster one: TorchInductor fuses its mask + softmax around AMX bmm's, while SDPA's CPU flash kernel stays opaque.
+ATTENTION = ("sdpa", "explicit")
 DATA = ("shards", "random")
 
 
@@ -53,6 +56,7 @@ class Job:
     compile: bool
     optimizer: str  # fused | foreach
     loop: str  # one of LOOPS
+    attention: str = "sdpa"  # model.attention: sdpa | explicit
     data: str = "shards"  # shards (the ShardDataModule stream) | random (uniform random ids)
     context: int | None = None
     device: str = "cpu"
@@ -65,7 +69,7 @@ class Job:
     @property
     def config_key(self) -> tuple:
         """Jobs with the same key train the same model the same way; only the loop (and repeat) differs."""
-        return (self.model, self.context, self.batch, self.precision, self.compile, self.optimizer)
+        return (self.model, self.context, self.batch, self.precision, self.compile, self.optimizer, self.attention)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -82,6 +86,7 @@ def build_plan(
     optimizers: list[str],
     loops: list[str],
     *,
+    attentions: tuple[str, ...] | list[str] = ("sdpa",),
     repeats: int = 1,
     batch: int | None = None,
     steps: int | None = None,
@@ -96,19 +101,21 @@ def build_plan(
         for precision in precisions:
             for compiled in compile_modes:
                 for optimizer in optimizers:
-                    for repeat in range(repeats):
-                        for loop in loops:
-                            jobs.append(Job(
-                                model=model,
-                                batch=batch or size.batch,
-                                steps=steps or size.steps,
-                                warmup=size.warmup if warmup is None else warmup,
-                                context=context,
-                                precision=precision,
-                                compile=compiled == "on",
-                                optimizer=optimizer,
-                                loop=loop,
-                                repeat=repeat,
-                                **common,
-                            ))
+                    for attention in attentions:
+                        for repeat in range(repeats):
+                            for loop in loops:
+                                jobs.append(Job(
+                                    model=model,
+                                    batch=batch or size.batch,
+                                    steps=steps or size.steps,
+                                    warmup=size.warmup if warmup is None else warmup,
+                                    context=context,
+                                    precision=precision,
+                                    compile=compiled == "on",
+                                    optimizer=optimizer,
+                                    loop=loop,
+                                    attention=attention,
+                                    repeat=repeat,
+                                    **common,
+                                ))
     return jobs

@@ -56,7 +56,7 @@ import torch
 from bench import report
 from bench.ceilings import measure_ceilings, matmul_rate
 from bench.machine import REPO, machine_info
-from bench.plan import COMPILE, DATA, LOOPS, OPTIMIZERS, PRECISIONS, SIZE_DEFAULTS, Job, build_plan
+from bench.plan import ATTENTION, COMPILE, DATA, LOOPS, OPTIMIZERS, PRECISIONS, SIZE_DEFAULTS, Job, build_plan
 
 RESULTS = REPO / "experiments" / "results"
 WORKER = Path(__file__).resolve().parent / "worker.py"
@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", nargs="+", choices=COMPILE, default=None, dest="compile_modes")
     p.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=None)
     p.add_argument("--loops", nargs="+", choices=LOOPS, default=None)
+    p.add_argument("--attention", nargs="+", choices=ATTENTION, default=None, dest="attentions",
+                   help="model.attention values (default: sdpa; explicit is the faster one compiled on CPU)")
     p.add_argument("--batch", type=int, default=None, help="batch size for every model (default: per preset)")
     p.add_argument("--context", type=int, default=None, help="context length for every model (default: preset's)")
     p.add_argument("--steps", type=int, default=None, help="measured steps (default: per preset)")
@@ -109,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.compile_modes = args.compile_modes or list(COMPILE)
     args.optimizers = args.optimizers or list(OPTIMIZERS)
     args.loops = args.loops or list(LOOPS)
+    args.attentions = args.attentions or ["sdpa"]
     args.ceiling_seconds = args.ceiling_seconds or 3.0
     args.bandwidth_mib = args.bandwidth_mib or 1024
     if args.device == "auto":
@@ -149,13 +152,13 @@ def run_job(job: Job, index: int, work: Path, timeout: int) -> report.Run:
 
 def describe(job: Job) -> str:
     return (f"{job.model} b{job.batch} {job.precision} compile={'on' if job.compile else 'off'} {job.optimizer} "
-            f"{job.loop}" + (f" #{job.repeat + 1}" if job.repeat else ""))
+            f"{job.attention} {job.loop}" + (f" #{job.repeat + 1}" if job.repeat else ""))
 
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     jobs = build_plan(args.models, args.precisions, args.compile_modes, args.optimizers, args.loops,
-                      repeats=args.repeats, batch=args.batch, steps=args.steps, warmup=args.warmup,
+                      attentions=args.attentions, repeats=args.repeats, batch=args.batch, steps=args.steps, warmup=args.warmup,
                       context=args.context, data=args.data, device=args.device, threads=args.threads,
                       cache_dir=args.cache_dir, profile=args.profile)
     if args.dry_run:
@@ -241,6 +244,10 @@ def main(argv: list[str] | None = None) -> Path:
         "",
         *report.target_checks(overhead, args.device),
     ]
+    speedups = report.speedup_rows(runs)
+    if speedups:
+        lines += ["", "## Speed-up over eager fp32 (same model, batch and loop)", "",
+                  report.speedup_table(speedups), "", *report.speedup_checks(speedups)]
     errors = report.errors(runs)
     if errors:
         lines += ["", "## Failed runs", "", *errors]

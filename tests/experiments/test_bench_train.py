@@ -112,6 +112,22 @@ def test_overhead_rows_and_the_target_check():
     assert report.target_checks([], "cpu")[0].endswith("not in this run's grid")
 
 
+def test_speedup_rows_against_eager_fp32_and_the_target_check():
+    runs = [_run("lightning", 1000.0), _run("lightning", 2100.0, precision="bf16-mixed"),
+            _run("lightning", 2600.0, precision="bf16-mixed", compile=True, attention="explicit", optimizer="fused"),
+            _run("plain", 1100.0)]
+    rows = report.speedup_rows(runs)
+    lightning = [r for r in rows if r["loop"] == "lightning"]
+    assert [round(r["speedup"], 2) for r in lightning] == [2.6, 2.1, 1.0]  # best first, each over its loop's fp32
+    assert [r["speedup"] for r in rows if r["loop"] == "plain"] == [1.0]
+    checks = report.speedup_checks(rows)
+    assert any("lightning loop" in c and "2.60×" in c and c.split("→")[1].startswith(" met") for c in checks)
+    assert "| micro | lightning | bf16-mixed | on | fused | explicit | 2,600 | 1,000 | 2.60× |" in \
+        report.speedup_table(rows)
+    # the configuration key tells the attention paths apart, so both rows survive grouping
+    assert _run("plain", 1.0).job.config_key != _run("plain", 1.0, attention="explicit").job.config_key
+
+
 def test_plan_alternates_loops_within_each_configuration():
     jobs = build_plan(["nano", "gpt2-124m"], ["32-true", "bf16-true"], ["off"], ["foreach"], ["plain", "lightning"],
                       repeats=2)
@@ -134,7 +150,7 @@ def test_entry_point_writes_markdown_and_csv(tmp_path):
     assert md == next(tmp_path.glob("bench_*_t.md"))
     text = md.read_text()
     assert "| matmul fp32 | 256² " in text and "| memory read (fp32 sum) | 16 MiB |" in text
-    assert "| nano | 0.80M | 2×16 | 32-true | off | foreach | plain |" in text  # random ids: the preset's vocab 65
+    assert "| nano | 0.80M | 2×16 | 32-true | off | foreach | sdpa | plain |" in text  # random ids: the preset's vocab 65
     assert "--data random" in text and "## Failed runs" not in text
     header = next(csv.reader(open(md.with_suffix(".csv"))))
     assert len(header) == len(set(header))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from scratchllm.cli import report_user_errors
+from scratchllm.model import GPT, ModelConfig
 from scratchllm.training.run import train
 
 
@@ -30,13 +31,21 @@ def test_default_corpus_loss_falls_and_run_files_exist(make_cfg, tmp_path):
     result = _run(cfg)
     out = Path(cfg.paths.output_dir)
     assert result["val_loss"] < math.log(result_vocab(out)) - 0.6, result
-    assert json.loads((out / "result.json").read_text())["global_step"] == 40
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["global_step"] == 40
+    # The time-to-quality curve: one point per validation, training time growing, validation time not counted.
+    curve = saved["curve"]
+    assert [p["step"] for p in curve] == [20, 40]
+    per_step = cfg.data.batch_size * cfg.model.context_length
+    assert [p["tokens_seen"] for p in curve] == [20 * per_step, 40 * per_step]
+    assert 0 < curve[0]["train_seconds"] < curve[1]["train_seconds"] <= saved["train_seconds"] < saved["fit_seconds"]
+    assert curve[-1]["val_loss"] == pytest.approx(result["val_loss"], abs=1e-3)
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     rows = list(csv.DictReader(open(out / "csv" / "metrics.csv")))
     logged = {k for row in rows for k, v in row.items() if v}
     for key in ("train/loss", "val/loss", "val/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s",
-                "train/tokens_seen", "hp/val_loss"):
+                "train/tokens_seen", "time/train_seconds", "hp/val_loss"):
         assert key in logged, key
     # Checkpoints load with weights_only=True and carry what generation needs.
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -81,6 +90,11 @@ def test_exact_resume_matches_uninterrupted_run(make_cfg):
     assert a["global_step"] == b["global_step"] == 8
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+    # Tokens seen continue across the resume (the step-4 checkpoint is written before that step's validation).
+    full_result = json.loads((full / "result.json").read_text())
+    resumed_result = json.loads((resumed / "result.json").read_text())
+    assert full_result["curve"][-1]["step"] == resumed_result["curve"][-1]["step"] == 8
+    assert full_result["curve"][-1]["tokens_seen"] == resumed_result["curve"][-1]["tokens_seen"]
     full_losses, resumed_losses = _losses(full), _losses(resumed)
     later = [s for s in full_losses if s >= 4]
     assert later and all(full_losses[s] == resumed_losses[s] for s in later), (full_losses, resumed_losses)
@@ -165,3 +179,23 @@ def test_bf16_mixed_with_fused_adamw_and_clipping_trains(make_cfg):
     result = _run(make_cfg("precision=bf16-mixed", "optim.fused=true", "trainer.gradient_clip_val=1.0",
                            "trainer.max_steps=3", "sample.max_new_tokens=0"))
     assert result["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_fast_cpu_recipe_trains_compiled_in_bf16(make_cfg, tmp_path):
+    """The time-to-quality recipe's path: bf16 autocast + torch.compile in place + explicit attention + fused
+    AdamW trains through the Trainer, and its checkpoint keys are the eager model's (no ``_orig_mod.``)."""
+    text = tmp_path / "tiny.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 400)
+    cfg = make_cfg("experiment=tinyshakespeare_char_quick", f"data.path={text}", "+data.corpus.sha256=null",
+                   "sample.max_new_tokens=0")
+    assert (cfg.compile, cfg.trainer.precision, cfg.model.attention, cfg.optim.fused) == (
+        True, "bf16-mixed", "explicit", True)
+    result = _run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert result["global_step"] == 6 and math.isfinite(result["val_loss"])
+    assert [p["step"] for p in result["curve"]] == [3, 6]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not any("_orig_mod" in k for k in ckpt["state_dict"])
+    eager = GPT(ModelConfig.from_dict(ckpt["hyper_parameters"]["model"]))
+    assert set(ckpt["state_dict"]) == {"model." + k for k in eager.state_dict()}

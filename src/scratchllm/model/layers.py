@@ -88,6 +88,22 @@ class MLP(nn.Module):
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
-            # GPT-2 uses the tanh approximation of GELU; using it exactly is what makes imported weights match.
-            h = F.gelu(h, approximate="tanh")
+            h = gelu_tanh(h)
         return self.dropout(self.proj(h))
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's GELU, the tanh approximation: 0.5·x·(1 + tanh(z)) with z = √(2/π)·(x + 0.044715·x³).
+
+    Using this approximation exactly is what makes imported GPT-2 weights match. Under torch.compile it is written
+    as the identical x·sigmoid(2z) (0.5·(1 + tanh z) = sigmoid(2z)): TorchInductor's CPU code vectorises sigmoid
+    far better than tanh, so the fused forward + backward runs ~1.5× faster (max difference 5e-7). Eager keeps
+    ATen's own kernel, which is the faster one there."""
+    if torch.compiler.is_compiling():
+        return gelu_tanh_as_sigmoid(x)
+    return F.gelu(x, approximate="tanh")
+
+
+def gelu_tanh_as_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """x·sigmoid(2·√(2/π)·(x + 0.044715·x³)): the tanh-approximate GELU, written for TorchInductor."""
+    return x * torch.sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x))

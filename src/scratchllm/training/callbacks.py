@@ -20,15 +20,21 @@ def log_this_step(trainer: L.Trainer) -> bool:
 
 
 class Throughput(L.Callback):
-    """Logs ``train/tokens_per_s`` (smoothed, validation time excluded) and ``train/tokens_seen`` (all ranks).
+    """Logs ``train/tokens_per_s`` (smoothed, validation time excluded), ``train/tokens_seen`` (all ranks) and
+    ``time/train_seconds``: wall-clock seconds spent training so far, validation excluded (compile time and data
+    loading included). That last one is the x-axis of time-to-quality: at each validation the callback also
+    appends ``{step, tokens_seen, train_seconds, val_loss}`` to ``curve``, which ``run.train`` writes to
+    result.json.
 
-    Counts come from batch shapes only, so measuring never forces a device sync. ``tokens_seen`` is saved in
-    checkpoints and continues across a resume.
+    Counts come from batch shapes only, so measuring never forces a device sync. ``tokens_seen`` and
+    ``train_seconds`` are saved in checkpoints and continue across a resume.
     """
 
     def __init__(self, smoothing: float = 0.9) -> None:
         self.smoothing = smoothing
         self.tokens_seen = 0
+        self.train_seconds = 0.0
+        self.curve: list[dict[str, float]] = []
         self._rate: float | None = None
         self._last: float | None = None
 
@@ -43,6 +49,7 @@ class Throughput(L.Callback):
         self.tokens_seen += tokens
         now = time.perf_counter()
         if self._last is not None:
+            self.train_seconds += now - self._last
             rate = tokens / max(now - self._last, 1e-9)
             self._rate = rate if self._rate is None else self.smoothing * self._rate + (1 - self.smoothing) * rate
         self._last = now
@@ -50,15 +57,29 @@ class Throughput(L.Callback):
             if self._rate is not None:
                 pl_module.log("train/tokens_per_s", self._rate, prog_bar=True)
             pl_module.log("train/tokens_seen", float(self.tokens_seen))
+            pl_module.log("time/train_seconds", self.train_seconds)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = None  # do not charge validation time to training throughput
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        val_loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or val_loss is None or trainer.state.fn != "fit":
+            return
+        self.curve.append({
+            "step": trainer.global_step,
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": round(self.train_seconds, 2),
+            "val_loss": round(float(val_loss), 4),
+        })
+
     def state_dict(self) -> dict[str, Any]:
-        return {"tokens_seen": self.tokens_seen}
+        return {"tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds, "curve": list(self.curve)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.tokens_seen = int(state_dict.get("tokens_seen", 0))
+        self.train_seconds = float(state_dict.get("train_seconds", 0.0))
+        self.curve = list(state_dict.get("curve", []))
 
 
 class StepProgressBar(TQDMProgressBar):

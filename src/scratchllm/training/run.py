@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.model import ModelConfig, param_report
+from scratchllm.training.callbacks import Throughput
 from scratchllm.training.module import GPTLitModule
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             per_step = datamodule.batch_size * datamodule.context_length * trainer.world_size
             result["global_step"] = int(seen) // (per_step * trainer.accumulate_grad_batches)
 
+    for callback in trainer.callbacks:
+        if isinstance(callback, Throughput):
+            result["train_seconds"] = round(callback.train_seconds, 2)
+            if callback.curve:
+                result["curve"] = callback.curve  # validation loss against training time (time-to-quality)
+
     if cfg.get("validate", True) and not trainer.fast_dev_run:
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
         if metrics:
@@ -151,7 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(result, indent=2))
-        summary = {k: v for k, v in result.items() if k != "sample"}
+        summary = {k: v for k, v in result.items() if k not in ("sample", "curve")}
         print("result: " + json.dumps(summary), flush=True)
     return result
 

@@ -64,7 +64,7 @@ class TinyShakespeare:
         data = self.path.read_bytes()
         if self.sha256 and _sha256(data) != self.sha256:
             raise DataError(f"{self.path} has sha256 {_sha256(data)}, expected {self.sha256}; replace the file "
-                            "or set data.corpus.sha256=null to use it anyway")
+                            "or add +data.corpus.sha256=null to use it anyway")
         return data
 
     def text(self) -> str:
