@@ -31,7 +31,6 @@ import datetime as dt
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,31 +39,13 @@ from pathlib import Path
 
 import torch
 
+from bench.ceilings import read_bandwidth_gbs
+from bench.machine import cpu_model
 from scratchllm.generation import generate
 from scratchllm.model import GPT, load_preset
 
 PROMPT = [464, 2068, 7586, 21831]  # 4 ids, valid in both vocabularies after `% vocab_size`
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-# ------------------------------------------------------------------------------------------------ machine
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
-
-
-def read_bandwidth_gbs(n_bytes: int, repeats: int = 5) -> float:
-    """Memory read bandwidth: best time to sum a float32 tensor far larger than the caches."""
-    x = torch.ones(n_bytes // 4, dtype=torch.float32)
-    x.sum()
-    best = min(_timed(x.sum) for _ in range(repeats))
-    return n_bytes / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -265,13 +246,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    bandwidth = read_bandwidth_gbs(args.bandwidth_mib * 2**20)
+    bandwidth = read_bandwidth_gbs(args.bandwidth_mib)
     print(f"memory read bandwidth: {bandwidth:.1f} GB/s", file=sys.stderr, flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             rows += bench_preset(preset, lengths, args, bandwidth, Path(tmp))
-    bandwidth_after = read_bandwidth_gbs(args.bandwidth_mib * 2**20)
+    bandwidth_after = read_bandwidth_gbs(args.bandwidth_mib)
     load_after = os.getloadavg()
 
     import transformers

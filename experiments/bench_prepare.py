@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CORPUS_VERSION = 1  # bump when the recipe below changes
 
@@ -152,14 +154,7 @@ def tokenizer_speeds(curated: Path, workers: int, sample_mb: float) -> list[dict
 
 # ---------------------------------------------------------------------------------------------- report
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

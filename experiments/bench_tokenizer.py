@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FILE_MB = 8  # size of each corpus file
 
@@ -172,15 +174,7 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical CPUs"
+    return f"{platform.system()} {platform.release()}, {cpu_model()}, {os.cpu_count()} logical CPUs"
 
 
 def git_commit() -> str:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +24,8 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make `bench` importable, drop this folder from the path
     sys.path[0] = str(Path(__file__).resolve().parent)
 
-from bench.machine import REPO, machine_info
+from bench.machine import REPO, header_lines, machine_info
+from bench.train_subprocess import train_in_subprocess
 
 RESULTS = REPO / "experiments" / "results"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -60,11 +59,7 @@ def main(argv: list[str] | None = None) -> Path:
     lines = [
         "# Time-to-quality on tinyshakespeare (character level)",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['cpu_flags']}), "
-        f"torch threads {machine['torch_threads']}; load average before: {machine['load_avg_1min']:.2f}",
-        f"- versions: python {machine['python']}, torch {machine['torch']}, lightning {machine['lightning']}; "
-        f"scratchllm commit {machine['commit']}",
+        *header_lines(machine, command),
         "- training s: wall-clock time spent training (validation excluded, compilation included)",
         "- Inductor cache: " + ("cold (a fresh, empty cache per run)" if args.cold else
                                 "the machine's own (warm when the recipe has run here before)"),
@@ -74,12 +69,8 @@ def main(argv: list[str] | None = None) -> Path:
                      *args.extra]
         print(f"{recipe} …", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="ttq_") as tmp:
-            cmd = [sys.executable, "-m", "scratchllm.train", *overrides, "~logger", f"hydra.run.dir={tmp}"]
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")} if args.cold else None
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-            if proc.returncode:
-                raise SystemExit(f"{recipe} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-            result = json.loads((Path(tmp) / "result.json").read_text())
+            result = train_in_subprocess([*overrides, "~logger"], Path(tmp), env=env)
         curve = result.get("curve", [])
         lines += ["", f"## `python -m scratchllm.train {' '.join(overrides)}`", "",
                   f"{result['params']:,} parameters; {result['tokens_seen']:,} tokens in {result['train_seconds']:.1f} "

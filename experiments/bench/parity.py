@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +24,8 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make `bench` importable, drop this folder from the path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.machine import REPO, machine_info
+from bench.machine import REPO, header_lines, machine_info
+from bench.train_subprocess import train_in_subprocess
 
 RESULTS = REPO / "experiments" / "results"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -57,14 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_once(overrides: list[str], work: Path) -> dict:
-    cmd = [sys.executable, "-m", "scratchllm.train", *overrides, f"hydra.run.dir={work}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"training failed ({' '.join(overrides)}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return json.loads((work / "result.json").read_text())
-
-
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     if not args.data.is_file():
@@ -78,7 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="parity_") as tmp:
         for i, name in enumerate(args.configs):
             print(f"[{i + 1}/{len(args.configs)}] {name} …", file=sys.stderr, flush=True)
-            result = train_once(common + CONFIGS[name], Path(tmp) / f"run{i}")
+            result = train_in_subprocess(common + CONFIGS[name], Path(tmp) / f"run{i}")
             val = result["curve"][-1]["val_loss"]
             rows.append({"config": name, "overrides": " ".join(CONFIGS[name]), "tokens": result["tokens_seen"],
                          "train_seconds": result["train_seconds"], "val_loss": val,
@@ -90,13 +81,10 @@ def main(argv: list[str] | None = None) -> Path:
     lines = [
         f"# Same-quality check: {args.model}, batch {args.batch}, {args.steps} steps",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['cpu_flags']}), torch threads {machine['torch_threads']}",
-        f"- versions: python {machine['python']}, torch {machine['torch']}, lightning {machine['lightning']}; "
-        f"scratchllm commit {machine['commit']}",
+        *header_lines(machine, command),
         f"- common overrides: `{' '.join(common[:5])}` (seed 1337: same init and data order in every run)",
-        "- train s: training wall time, validation excluded, compile included (with the machine's Inductor cache); tokens/s = tokens / "
-        "train s (the steady-state figures are the benchmark suite's)",
+        "- train s: training wall time, validation excluded, compile included (with the machine's Inductor "
+        "cache); tokens/s = tokens / train s (the steady-state figures are the benchmark suite's)",
         "",
         "| configuration | overrides | tokens | train s | tokens/s | speed-up | val loss | Δ vs reference |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
