@@ -9,6 +9,13 @@ Weights read per token: every matrix except the position embedding (one row per 
 token embedding (one row); a tied embedding *is* the output head and is read in full. The KV cache is read too
 (not counted: at 1024 positions it adds ~15% to GPT-2 small's fp32 bytes).
 
+The bandwidth is noisy on a shared machine (the same probe reads 23-32 GB/s minutes apart), so it is probed at
+the start, next to every bf16 run and at the end, and the limits use the *highest* reading (the strictest limit).
+The row "linears only" times just the one-row matrix products of a decode step, in the order a step runs them,
+through the same kernels and packed weights, with nothing in between: the floor any decode loop built on these
+kernels can reach. bf16 runs happen inside ``decode_session`` with the weights packed by the warm-up (a one-off
+cost, like loading; its time is in the note).
+
 Random weights, batch 1, a 4-token prompt, greedy decoding, ``torch.inference_mode``. The micro preset uses a
 65-id vocabulary. Each preset's context_length is raised to prompt + new tokens where it is shorter, so no run
 slides its window (transformers cannot go past its position table).
@@ -41,7 +48,8 @@ import torch
 
 from bench.ceilings import read_bandwidth_gbs
 from bench.machine import cpu_model
-from scratchllm.generation import generate
+from scratchllm.generation import decode_session, generate
+from scratchllm.generation.fastpath import DecodeShortcuts
 from scratchllm.model import GPT, load_preset
 
 PROMPT = [464, 2068, 7586, 21831]  # 4 ids, valid in both vocabularies after `% vocab_size`
@@ -73,23 +81,51 @@ class Row:
     tokens_per_s: float
     seconds: float
     how: str
-    limit_tokens_per_s: float
+    bytes_per_token: int  # weights read per decoded token
     note: str = ""
+    bandwidth_gbs: float = 0.0  # set once every probe of the run is in: the highest one
+
+    @property
+    def limit_tokens_per_s(self) -> float:
+        return self.bandwidth_gbs * 1e9 / self.bytes_per_token
 
     @property
     def pct_of_limit(self) -> float:
         return 100 * self.tokens_per_s / self.limit_tokens_per_s
 
 
-def time_ours(model: GPT, n: int, use_cache: bool, repeats: int = 1) -> tuple[float, list[int]]:
-    """Best wall time of ``repeats`` greedy generations of n tokens (other load only ever slows a run down)."""
-    generate(model, PROMPT_FOR(model), 2, temperature=0, use_cache=use_cache)  # warm-up
-    best, out = float("inf"), []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = generate(model, PROMPT_FOR(model), n, temperature=0, use_cache=use_cache)
-        best = min(best, time.perf_counter() - start)
-    return best, out  # type: ignore[return-value]
+def time_ours(model: GPT, n: int, use_cache: bool, repeats: int = 1) -> tuple[float, list[int], float]:
+    """Best wall time of ``repeats`` greedy generations of n tokens (other load only ever slows a run down), the
+    tokens, and the warm-up's time (which packs the bf16 weights for the whole ``decode_session``)."""
+    with decode_session(model):
+        warmup = _timed(lambda: generate(model, PROMPT_FOR(model), 2, temperature=0, use_cache=use_cache))
+        best, out = float("inf"), []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = generate(model, PROMPT_FOR(model), n, temperature=0, use_cache=use_cache)
+            best = min(best, time.perf_counter() - start)
+    return best, out, warmup  # type: ignore[return-value]
+
+
+def time_linears_only(model: GPT, steps: int = 20) -> float:
+    """Seconds per token for the one-row matrix products of one decode step alone (module doc): every
+    ``nn.Linear`` in the order a step calls it (``modules()`` lists them so for a GPT), each fed one row, through
+    the decode shortcuts' kernels and packed weights."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    dtype = model.lm_head.weight.dtype
+    inputs = {m: torch.randn(1, 1, m.in_features, dtype=dtype) for m in linears}
+    shortcuts = DecodeShortcuts(model)
+    with torch.inference_mode(), shortcuts:
+        for m in linears:  # pack and warm up
+            m(inputs[m])
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(steps):
+                for m in linears:
+                    m(inputs[m])
+            best = min(best, (time.perf_counter() - start) / steps)
+    return best
 
 
 def PROMPT_FOR(model: GPT) -> list[int]:  # noqa: N802 - reads like the constant it stands for
@@ -139,7 +175,9 @@ def time_hf(model: GPT, n: int, attn: str, workdir: Path, repeats: int = 1) -> t
     return seconds, new
 
 
-def bench_preset(name: str, lengths: list[int], args: argparse.Namespace, bandwidth: float, workdir: Path) -> list[Row]:
+def bench_preset(name: str, lengths: list[int], args: argparse.Namespace, probes: list[float],
+                 workdir: Path) -> list[Row]:
+    """The rows of one preset; appends the bandwidth probes it takes (one next to each bf16 run) to ``probes``."""
     rows: list[Row] = []
     for n in lengths:
         overrides = {"vocab_size": 65} if name == "micro" else {}
@@ -148,32 +186,37 @@ def bench_preset(name: str, lengths: list[int], args: argparse.Namespace, bandwi
             cfg = cfg.replace(context_length=len(PROMPT) + n)
         torch.manual_seed(0)
         model = GPT(cfg).eval()
-        limit32 = bandwidth * 1e9 / weight_bytes(model, 4)
-        limit16 = bandwidth * 1e9 / weight_bytes(model, 2)
+        bytes32, bytes16 = weight_bytes(model, 4), weight_bytes(model, 2)
         print(f"[{name} n={n}] fp32 cached …", file=sys.stderr, flush=True)
-        s, ours = time_ours(model, n, use_cache=True, repeats=args.repeats)
-        rows.append(Row(name, n, "scratchllm", "float32", "yes", n / s, s, "measured", limit32))
+        s, ours, _ = time_ours(model, n, use_cache=True, repeats=args.repeats)
+        rows.append(Row(name, n, "scratchllm", "float32", "yes", n / s, s, "measured", bytes32))
 
         print(f"[{name} n={n}] fp32 no cache …", file=sys.stderr, flush=True)
         if args.nocache == "full" or n <= args.nocache_full_up_to:
-            s, uncached = time_ours(model, n, use_cache=False)
+            s, uncached, _ = time_ours(model, n, use_cache=False)
             how, note = "measured", "" if uncached == ours else "tokens differ from the cached run"
         else:
             s = estimate_nocache(model, n, args.nocache_samples)
             how, note = f"estimated ({args.nocache_samples} sampled window lengths)", ""
-        rows.append(Row(name, n, "scratchllm", "float32", "no", n / s, s, how, limit32, note))
+        rows.append(Row(name, n, "scratchllm", "float32", "no", n / s, s, how, bytes32, note))
 
         if not args.no_hf:
             print(f"[{name} n={n}] transformers fp32 …", file=sys.stderr, flush=True)
             s, theirs = time_hf(model, n, args.hf_attn, workdir, args.repeats)
             same = sum(a == b for a, b in zip(ours, theirs))
             rows.append(Row(name, n, f"transformers ({args.hf_attn})", "float32", "yes", n / s, s, "measured",
-                            limit32, f"{same}/{n} tokens equal ours"))
+                            bytes32, f"{same}/{n} tokens equal ours"))
 
         print(f"[{name} n={n}] bf16 cached …", file=sys.stderr, flush=True)
         model16 = model.to(torch.bfloat16)
-        s, _ = time_ours(model16, n, use_cache=True, repeats=args.repeats)
-        rows.append(Row(name, n, "scratchllm", "bfloat16", "yes", n / s, s, "measured", limit16))
+        probes.append(read_bandwidth_gbs(args.bandwidth_mib))
+        s, _, warmup = time_ours(model16, n, use_cache=True, repeats=args.repeats)
+        rows.append(Row(name, n, "scratchllm", "bfloat16", "yes", n / s, s, "measured", bytes16,
+                        f"probe next to it {probes[-1]:.1f} GB/s; warm-up incl. packing {warmup:.2f} s"))
+        if n == max(lengths):
+            per_token = time_linears_only(model16)
+            rows.append(Row(name, n, "linears only (floor)", "bfloat16", "-", 1 / per_token, per_token,
+                            "measured, 20 steps", bytes16, "one-row matrix products of a step, nothing else"))
         del model, model16
     return rows
 
@@ -217,6 +260,10 @@ def checks(rows: list[Row]) -> list[str]:
     if bf16:
         out.append(f"- bf16 cached decode, gpt2-124m, {big} new tokens: {bf16.pct_of_limit:.0f}% of the bandwidth "
                    f"limit (target >= 80%) -> {'met' if bf16.pct_of_limit >= 80 else 'NOT met'}")
+    floor = next((r for r in rows if r.preset == "gpt2-124m" and r.engine.startswith("linears only")), None)
+    if bf16 and floor:
+        out.append(f"- its floor, the one-row matrix products alone: {floor.pct_of_limit:.0f}% of the limit; the "
+                   f"decode loop reaches {100 * bf16.tokens_per_s / floor.tokens_per_s:.0f}% of the floor")
     return out
 
 
@@ -246,14 +293,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    bandwidth = read_bandwidth_gbs(args.bandwidth_mib)
-    print(f"memory read bandwidth: {bandwidth:.1f} GB/s", file=sys.stderr, flush=True)
+    probes = [read_bandwidth_gbs(args.bandwidth_mib)]
+    print(f"memory read bandwidth: {probes[0]:.1f} GB/s", file=sys.stderr, flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            rows += bench_preset(preset, lengths, args, bandwidth, Path(tmp))
-    bandwidth_after = read_bandwidth_gbs(args.bandwidth_mib)
+            rows += bench_preset(preset, lengths, args, probes, Path(tmp))
+    probes.append(read_bandwidth_gbs(args.bandwidth_mib))
     load_after = os.getloadavg()
+    bandwidth = max(probes)
+    for row in rows:
+        row.bandwidth_gbs = bandwidth
 
     import transformers
 
@@ -265,8 +315,9 @@ def main() -> None:
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}",
-        f"- memory read bandwidth (sum of a {args.bandwidth_mib} MiB fp32 tensor, best of 5): {bandwidth:.1f} GB/s "
-        f"before, {bandwidth_after:.1f} GB/s after; limits below use the first",
+        f"- memory read bandwidth (sum of a {args.bandwidth_mib} MiB fp32 tensor, best of 5), probed {len(probes)} "
+        f"times (start, next to each bf16 run, end): {', '.join(f'{p:.1f}' for p in probes)} GB/s; limits below "
+        f"use the highest, {bandwidth:.1f} GB/s",
         f"- load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
         f"(other processes on the cores make every figure slower)",
         "- batch 1, 4-token prompt, greedy, random weights (micro: vocab 65); limit tokens/s = bandwidth / bytes of "

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.generation import decode_session, generate
 from scratchllm.generation.fastpath import DecodeShortcuts, decode_shortcuts
 from scratchllm.model import GPT
 
@@ -104,3 +105,44 @@ def test_bf16_decode_steps_match_with_and_without_shortcuts(tiny_model: Callable
             with shortcuts:
                 b, _ = model(idx[:, pos : pos + 1], caches=fast_caches, start_pos=pos)
             torch.testing.assert_close(b.float(), a.float(), atol=0.05, rtol=0.05)
+
+
+def test_decode_session_packs_once_for_many_generations(tiny_model: Callable[..., GPT]) -> None:
+    """Inside ``decode_session`` every generation reuses the same packed copies; the tokens are those of
+    generations run without it; nothing is left on the model afterwards."""
+    model = tiny_model(init_std=0.1).to(torch.bfloat16).eval()
+    prompt = [1, 2, 3, 4]
+    alone = [generate(model, prompt, 6, temperature=0) for _ in range(2)]
+    with decode_session(model) as session:
+        first = generate(model, prompt, 6, temperature=0)
+        packed = dict(session._packed)
+        second = generate(model, prompt, 6, temperature=0)
+        with decode_session(model) as inner:  # nested blocks share the outer session
+            assert inner is session
+            third = generate(model, prompt, 6, temperature=0)
+        assert model.__dict__.get("_scratchllm_decode_session") is session  # the inner block did not end it
+    assert first == second == third == alone[0] == alone[1]
+    if session._pack_ok:
+        assert packed and all(session_copy is packed[m] for m, session_copy in packed.items())
+        assert set(packed) == {m for m in model.modules() if isinstance(m, nn.Linear)}
+    assert not session._packed  # dropped when the block ended
+    assert "_scratchllm_decode_session" not in model.__dict__
+
+
+@pytest.mark.parametrize("how", ["in_place", "new_tensor"])
+def test_decode_session_repacks_weights_that_changed(tiny_model: Callable[..., GPT], how: str) -> None:
+    model = tiny_model(init_std=0.1).to(torch.bfloat16).eval()
+    prompt = [5, 6, 7]
+    layer = model.blocks[0].mlp.fc
+    with decode_session(model) as session:
+        generate(model, prompt, 3, temperature=0)
+        stale = session._packed.get(layer)
+        with torch.no_grad():
+            if how == "in_place":
+                layer.weight.mul_(-3.0)
+            else:
+                layer.weight = nn.Parameter(layer.weight.detach() * -3.0)
+        inside = generate(model, prompt, 8, temperature=0)
+        if session._pack_ok:
+            assert session._packed[layer] is not stale  # remade from the changed weight
+    assert inside == generate(model, prompt, 8, temperature=0)  # the same as without any packed copy kept

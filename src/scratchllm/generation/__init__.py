@@ -4,6 +4,7 @@
 tokenizer's job. ``sampling`` holds the pure logits → token functions, ``generate`` the loop around the model.
 """
 
+from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.generate import generate, stream
 from scratchllm.generation.sampling import (
     apply_repetition_penalty,
@@ -18,6 +19,7 @@ from scratchllm.generation.sampling import (
 __all__ = [
     "apply_repetition_penalty",
     "apply_temperature",
+    "decode_session",
     "filter_logits",
     "generate",
     "min_p_filter",

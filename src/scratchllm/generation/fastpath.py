@@ -21,12 +21,26 @@ one multiply-add, so the time per token is the time to stream the weights from m
 
 Both are undone when the step ends (the model object is the caller's: nothing outlives the step), and neither
 is applied to a model compiled in place (a patched module would only make the compiler re-trace).
+
+**Packing once for many generations.** Re-laying out GPT-2 small's weights costs ~0.1 s on 2 cores (0.09-0.17 s
+measured): nothing next to 1024 tokens, ~5% of a 128-token answer, paid again for every prompt of an interactive
+session and growing with the model.
+``with decode_session(model):`` keeps one ``DecodeShortcuts`` (and so its packed copies) for every generation
+inside the block; a packed copy is remade when its weight changed in between (another tensor, or an in-place
+update). The copies cost memory (one more bf16 copy of every linear weight) and are dropped when the block ends.
+
+**How close this gets to the memory limit** (gpt2-124m, bf16, 2 cores; experiments/results/generate_*.md and
+matvec_stream_*.md): each packed product costs ~19 µs for the oneDNN call itself (timed on an 8-row matrix that
+sits in cache) and then streams at ~24 GB/s, where one long read of a 2 GiB tensor reaches 27-31 GB/s. With
+matrices of 1-5 MB the call is a tenth of the time, so the products alone, back to back, reach ~64% of the limit;
+the rest of a step (norms, attention over the cache, Python between operations) costs another ~30% on top.
 """
 
 from __future__ import annotations
 
 import functools
 import types
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -53,7 +67,17 @@ class DecodeShortcuts:
         ]
         self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._packed: dict[nn.Linear, torch.Tensor] = {}  # oneDNN-blocked bf16 weights, made on first use
+        # The weight each copy was made from (weakly: nothing kept alive) and its state then. An address alone can be
+        # reused once a tensor is freed; the tensor object cannot.
+        self._packed_from: dict[nn.Linear, tuple[weakref.ref[torch.Tensor], tuple[int, int]]] = {}
         self._pack_ok = _PACKED_OPS
+
+    def refresh(self) -> None:
+        """Forget the packed copies of weights that changed since they were made (called once per generation)."""
+        for module in list(self._packed):
+            source, state = self._packed_from[module]
+            if source() is not module.weight or state != _weight_state(module.weight):
+                del self._packed[module]
 
     def __enter__(self) -> "DecodeShortcuts":
         if self.head is not None:
@@ -74,6 +98,7 @@ class DecodeShortcuts:
         try:
             if packed is None:
                 packed = self._packed[module] = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 1)
+                self._packed_from[module] = (weakref.ref(module.weight), _weight_state(module.weight))
             return torch.ops.mkldnn._linear_pointwise(x, packed, module.bias, "none", [], "")
         except RuntimeError:  # this CPU's oneDNN has no bf16 kernel: plain matrix-vector for the rest
             self._pack_ok = False
@@ -95,11 +120,54 @@ def decode_shortcuts(model: nn.Module) -> Iterator[None]:
         yield
 
 
+_SESSION_ATTR = "_scratchllm_decode_session"
+
+
+@contextmanager
+def decode_session(model: nn.Module) -> Iterator[DecodeShortcuts]:
+    """Share one ``DecodeShortcuts`` (its packed bf16 weights) across every generation inside the block.
+
+    ``with decode_session(model): generate(model, …); generate(model, …)`` packs the weights once instead of once
+    per call (module doc). The object is parked on the model only while the block runs; nested blocks share the
+    outer one.
+    """
+    active = model.__dict__.get(_SESSION_ATTR)
+    if active is not None:
+        yield active
+        return
+    shortcuts = DecodeShortcuts(model)
+    model.__dict__[_SESSION_ATTR] = shortcuts  # not a parameter, buffer or submodule: bypass nn.Module's setattr
+    try:
+        yield shortcuts
+    finally:
+        model.__dict__.pop(_SESSION_ATTR, None)
+        shortcuts._packed.clear()
+        shortcuts._packed_from.clear()
+
+
+def shortcuts_for(model: nn.Module) -> DecodeShortcuts:
+    """The shortcuts for one generation: the enclosing ``decode_session``'s (refreshed), else a fresh object."""
+    active = model.__dict__.get(_SESSION_ATTR)
+    if active is None:
+        return DecodeShortcuts(model)
+    active.refresh()
+    return active
+
+
 _PACKED_OPS = (
     torch.backends.mkldnn.is_available()
     and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 )
+
+
+def _weight_state(weight: torch.Tensor) -> tuple[int, int]:
+    """Where the weight's data lives and how often it was written in place."""
+    try:
+        version = weight._version
+    except RuntimeError:  # a tensor made under inference_mode keeps no version counter: only its address tells
+        version = -1
+    return weight.data_ptr(), version
 
 
 def _last_position_only(head: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

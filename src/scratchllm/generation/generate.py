@@ -16,7 +16,8 @@ tests check that both give identical tokens).
 
 **Decode shortcuts.** While a step runs, the output head scores only the newest position (all sampling reads)
 and CPU linear layers fed a single row use the matrix-vector kernel; ``fastpath.py`` explains both. Each is
-undone when the step ends.
+undone when the step ends. In bfloat16 those kernels use a packed copy of each weight, made once per generation,
+or once for many inside ``with decode_session(model):``.
 
 **Past the context window.** A model has ``context_length`` positions (learned position embeddings simply stop
 there; RoPE models were never trained beyond it). When prompt + generated tokens would no longer fit:
@@ -55,7 +56,7 @@ import torch
 from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
-from scratchllm.generation.fastpath import DecodeShortcuts
+from scratchllm.generation.fastpath import DecodeShortcuts, shortcuts_for
 from scratchllm.generation.sampling import apply_repetition_penalty, sample_next, validate_sampling
 
 Prompt = Union[Sequence[int], torch.Tensor]
@@ -341,7 +342,7 @@ def _decode_group(
         with _inference(model):
             caches = model.make_caches(len(prompts), max_len=min(context, window + max_new_tokens))
     cached = 0
-    shortcuts = DecodeShortcuts(model)
+    shortcuts = shortcuts_for(model)
     for step in range(max_new_tokens):
         if window > context:
             if settings.on_overflow == "stop":

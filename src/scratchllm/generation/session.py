@@ -23,6 +23,7 @@ from typing import Any, Mapping, TextIO
 import torch
 
 from scratchllm.errors import ConfigError
+from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.generate import OVERFLOW_CHOICES
 from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
 from scratchllm.generation.sampling import validate_sampling
@@ -118,13 +119,14 @@ def run_session(
         _answer(model, tokenizer, options.prompt, options, stdout, stderr, echo=options.echo_prompt)
         return
     interactive_tty = hasattr(stdin, "isatty") and stdin.isatty()
-    while True:
-        if interactive_tty:
-            print("> ", end="", file=stderr, flush=True)
-        line = stdin.readline()
-        if not line:  # EOF
-            break
-        _answer(model, tokenizer, line.rstrip("\r\n"), options, stdout, stderr, echo=False)
+    with decode_session(model):  # bf16: pack the weights for the first prompt, reuse them for every later one
+        while True:
+            if interactive_tty:
+                print("> ", end="", file=stderr, flush=True)
+            line = stdin.readline()
+            if not line:  # EOF
+                break
+            _answer(model, tokenizer, line.rstrip("\r\n"), options, stdout, stderr, echo=False)
 
 
 def _answer(
