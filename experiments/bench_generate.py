@@ -48,6 +48,7 @@ import torch
 
 from bench.ceilings import read_bandwidth_gbs
 from bench.machine import cpu_model
+from bench.timing import per_call
 from scratchllm.generation import decode_session, generate
 from scratchllm.generation.fastpath import DecodeShortcuts
 from scratchllm.model import GPT, load_preset
@@ -114,18 +115,8 @@ def time_linears_only(model: GPT, steps: int = 20) -> float:
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     dtype = model.lm_head.weight.dtype
     inputs = {m: torch.randn(1, 1, m.in_features, dtype=dtype) for m in linears}
-    shortcuts = DecodeShortcuts(model)
-    with torch.inference_mode(), shortcuts:
-        for m in linears:  # pack and warm up
-            m(inputs[m])
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(steps):
-                for m in linears:
-                    m(inputs[m])
-            best = min(best, (time.perf_counter() - start) / steps)
-    return best
+    with torch.inference_mode(), DecodeShortcuts(model):  # the warm-up call packs the weights
+        return per_call(lambda: [m(inputs[m]) for _ in range(steps) for m in linears], steps, repeats=3)
 
 
 def PROMPT_FOR(model: GPT) -> list[int]:  # noqa: N802 - reads like the constant it stands for

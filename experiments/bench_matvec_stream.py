@@ -20,28 +20,17 @@ import datetime as dt
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from bench.ceilings import read_bandwidth_gbs
 from bench.machine import cpu_model
+from bench.timing import per_call
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = (768, 2304, 3072, 6144, 12288, 50304)  # GPT-2 small: attn.proj, qkv, mlp.fc, …, lm_head (all × 768)
 FIT_UP_TO = 20e6  # bytes: the sizes a transformer block's matrices have; the head is reported, not fitted
-
-
-def per_call(fn, calls: int, repeats: int = 5) -> float:
-    """Best (over repeats) mean seconds per call of ``fn`` run ``calls`` times."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""``StepTimer``: wall time at the end of every training step, shared by the plain loop and the Lightning callback.
+"""``StepTimer``: wall time at the end of every training step, shared by the plain loop and the Lightning callback;
+``per_call``: the best mean time of a call repeated in a loop (the decode benchmarks' kernel timings).
 
 What is measured: a *cycle* runs from the end of one optimizer step to the end of the next, so it holds everything
 a loop does per step: fetching the batch, moving it to the device, the hooks, forward, backward, clipping, the
@@ -26,9 +27,21 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+
+
+def per_call(fn: Callable[[], object], calls: int, repeats: int = 5) -> float:
+    """Seconds per call: ``fn`` makes ``calls`` calls; run it once to warm up, then ``repeats`` times, and keep the
+    best mean (other load only ever slows a pass down)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 @dataclass

@@ -79,6 +79,11 @@ class DecodeShortcuts:
             if source() is not module.weight or state != _weight_state(module.weight):
                 del self._packed[module]
 
+    def release(self) -> None:
+        """Drop every packed copy (their memory goes back at once)."""
+        self._packed.clear()
+        self._packed_from.clear()
+
     def __enter__(self) -> "DecodeShortcuts":
         if self.head is not None:
             self._hook = self.head.register_forward_pre_hook(_last_position_only)
@@ -102,7 +107,7 @@ class DecodeShortcuts:
             return torch.ops.mkldnn._linear_pointwise(x, packed, module.bias, "none", [], "")
         except RuntimeError:  # this CPU's oneDNN has no bf16 kernel: plain matrix-vector for the rest
             self._pack_ok = False
-            self._packed.clear()
+            self.release()
             return _matvec_linear(module, x)
 
     def __exit__(self, *exc: object) -> None:
@@ -141,8 +146,7 @@ def decode_session(model: nn.Module) -> Iterator[DecodeShortcuts]:
         yield shortcuts
     finally:
         model.__dict__.pop(_SESSION_ATTR, None)
-        shortcuts._packed.clear()
-        shortcuts._packed_from.clear()
+        shortcuts.release()
 
 
 def shortcuts_for(model: nn.Module) -> DecodeShortcuts:
