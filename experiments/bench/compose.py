@@ -59,6 +59,7 @@ def job_overrides(job: Job, run_dir: Path) -> list[str]:
         f"seed={job.seed}",
         f"paths.root_dir={run_dir}",
         f"paths.cache_dir={Path(job.cache_dir).resolve()}",
+        "threads=null",  # the bench sets torch's threads itself (--threads), per process
     ]
     if job.context:
         overrides.append(f"model.context_length={job.context}")

@@ -37,38 +37,15 @@ def report_user_errors() -> Iterator[None]:
         raise SystemExit(2) from None
 
 
-def one_line(message: str) -> str:
-    """Hydra's multi-line composition message as one line: options listed after a ``…:`` line are comma-joined,
-    the config search path and the HYDRA_FULL_ERROR hint are dropped."""
-    text = message.split("Config search path")[0]
-    parts: list[str] = []
-    listing = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("Set the environment variable HYDRA_FULL_ERROR"):
-            continue
-        if listing and raw.startswith(("\t", "  ")):
-            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
-            continue
-        listing = line.endswith(":")
-        parts.append(line)
-    return " ".join(parts)
-
-
 def precheck_overrides(config_dir: str, config_name: str, argv: list[str]) -> None:
-    """Compose the config once before Hydra runs, so a bad override or group option is reported as one line
-    (exit 2) instead of Hydra's multi-line report. Multiruns and Hydra's own flags are left to Hydra."""
-    if any(arg.startswith("-") for arg in argv):
-        return
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    """Compose the config once before Hydra runs, so a mistyped override is reported as one line naming the fix
+    (exit 2) instead of Hydra's multi-line report or a traceback later (see ``scratchllm.overrides``)."""
+    from scratchllm.overrides import OverrideError, check_overrides
 
     try:
-        with initialize_config_dir(config_dir, version_base="1.3"):
-            compose(config_name, overrides=argv, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr, flush=True)
+        check_overrides(config_dir, config_name, argv)
+    except OverrideError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

@@ -5,7 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from scratchllm.errors import ConfigError
+
+
+def project_root() -> str:
+    """Where ``logs/`` and ``data_cache/`` go: ``$SCRATCHLLM_ROOT`` if set, else the folder the command runs in.
+
+    Registered as the ``${scratchllm.root:}`` resolver (conf/paths/default.yaml). It must not depend on Hydra's
+    runtime config: a multirun sweeper resolves ``hydra.sweep.dir`` (→ ``paths.log_dir`` → here) before
+    ``HydraConfig`` is set, so ``${hydra:runtime.cwd}`` crashed every sweep. Hydra 1.3 never changes the working
+    directory (``job.chdir: false``), so the process's cwd is the command's folder in every job.
+    """
+    return os.environ.get("SCRATCHLLM_ROOT") or os.getcwd()
+
+
+# Importing this module (every entry point and test does, for config_dir) makes the resolver available.
+OmegaConf.register_new_resolver("scratchllm.root", project_root, replace=True)
 
 
 def config_dir() -> Path:

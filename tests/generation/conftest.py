@@ -89,3 +89,18 @@ def gpt2_vocab_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=50257, context_length=32, n_layer=1, n_head=2, n_embd=16, init_std=0.5))
     return save_hf(model, tmp_path_factory.mktemp("hf") / "gpt2-tiny")
+
+
+@pytest.fixture(scope="session")
+def char_hf_export(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The trained char model exported to Hugging Face (a folder that names no tokenizer), and a data cache folder
+    holding its ``tokenizer.json`` as data preparation writes it: ``(hf_folder, cache_folder)``."""
+    from scratchllm.generation.loading import load_for_generation
+    from scratchllm.interop.hf import save_hf
+
+    model, tokenizer = load_for_generation(trained_ckpt, device="cpu", dtype="float32")
+    root = tmp_path_factory.mktemp("export")
+    cache = root / "data_cache" / "tinyshakespeare-char-0123abcd"
+    cache.mkdir(parents=True)
+    tokenizer.save(cache / "tokenizer.json")
+    return save_hf(model, root / "hf-char"), cache

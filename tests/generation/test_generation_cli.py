@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -45,15 +46,32 @@ def test_one_prompt_from_the_newest_checkpoint(trained_root: Path, trained_ckpt:
     assert tree(trained_root) == before  # no Hydra run folder, no .hydra/, no log file
 
 
-def test_interactive_reads_prompts_until_eof(trained_root: Path, trained_ckpt: Path) -> None:
-    prompts = ["ROMEO:", "What, ho!", ""]  # the empty line starts from "\n" (char vocab, no end-of-text)
+def test_interactive_answers_each_prompt_in_its_own_block(trained_root: Path, trained_ckpt: Path) -> None:
+    # the empty line starts from "\n" (char vocab, no end-of-text); W and € are not in the vocabulary
+    prompts = ["ROMEO:", "What, ho!", "", "wé€ll"]
     proc = run_module(
         f"ckpt_path={trained_ckpt}", "interactive=true", "max_new_tokens=6", "temperature=0",
         cwd=trained_root, stdin="".join(p + "\n" for p in prompts),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout == "".join(greedy_text(trained_ckpt, p, 6) + "\n" for p in prompts)
-    assert proc.stderr.count(" tokens in ") == 3 and proc.stderr.count("loaded ") == 1  # loaded once
+    # each prompt echoed, then its continuation, a newline and a blank line: 4 prompts, 4 blocks
+    assert proc.stdout == "".join(p + greedy_text(trained_ckpt, p, 6) + "\n\n" for p in prompts)
+    assert proc.stderr.count(" tokens in ") == 4 and proc.stderr.count("loaded ") == 1  # loaded once
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: 1 prompt character is not in the model's vocabulary and was replaced by <unk>: {c!r}"
+                     for c in "W€"]  # one line per prompt that has any
+
+
+def test_interactive_refuses_a_bad_prompt_and_goes_on(trained_ckpt: Path) -> None:
+    options = GenerateOptions(ckpt_path=str(trained_ckpt), interactive=True, echo_prompt=False, max_new_tokens=5,
+                              temperature=0, tokenizer={"path": None, "unknown": "error"})
+    out, err = io.StringIO(), io.StringIO()
+    run_session(options, stdin=io.StringIO("ROMEO:\nJULIET:\nwhat, ho!\n"), stdout=out, stderr=err)
+    # no echo: continuations only, still one block each; JULIET's letters J, U, L, I, T are not in the vocabulary
+    assert out.getvalue() == "".join(greedy_text(trained_ckpt, p, 5) + "\n\n" for p in ("ROMEO:", "what, ho!"))
+    errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+    assert errors == ["error: 5 prompt characters are not in the model's vocabulary: 'J', 'U', 'L', 'I', 'T'; "
+                      "remove them from the prompt, or set tokenizer.unknown=replace to replace them with <unk>"]
 
 
 # ----------------------------------------------------------------------------------- in process
@@ -103,7 +121,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
         (("temperature=-1",), "error: temperature must be a number >= 0"),
         (("max_new_tokens=-3",), "error: max_new_tokens must be an integer >= 0"),
         (("dtype=float64",), "error: dtype='float64' is not supported"),
-        (("top_k=5", "nucleus=0.9"), "error: Could not override 'nucleus'"),
+        (("top_k=5", "nucleus=0.9"), "error: nucleus"),  # the precheck's unknown-key line
     ],
 )
 def test_bad_options_are_one_line_errors_before_loading(

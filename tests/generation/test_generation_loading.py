@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.errors import CheckpointError, ConfigError, DataError
 from scratchllm.generation.loading import load_for_generation, resolve_checkpoint
 from scratchllm.model import GPT
 from scratchllm.tokenizers import CharTokenizer, GPT2Tokenizer, build_tokenizer
@@ -122,3 +122,39 @@ def test_bad_device_or_dtype(trained_ckpt: Path, option: str, value: str, messag
     kwargs = {"device": "cpu", "dtype": "float32", option: value}
     with pytest.raises(ConfigError, match=message):
         load_for_generation(trained_ckpt, **kwargs)
+
+
+def test_the_config_tokenizer_node_reads_the_vocabulary_from_tokenizer_path(
+    char_hf_export: tuple[Path, Path], trained_ckpt: Path
+) -> None:
+    """The generate config's ``tokenizer`` node: unset keys are null; ``tokenizer=<group option>`` adds a name."""
+    folder, cache = char_hf_export
+    _, expected = load_for_generation(trained_ckpt, device="cpu", dtype="float32")
+    for node in (
+        {"name": "char", "path": str(cache)},  # tokenizer=char tokenizer.path=<cache folder>
+        {"path": str(cache / "tokenizer.json")},  # tokenizer.path=<file> alone: the file names its tokenizer
+        {"path": str(trained_ckpt)},  # the training checkpoint the export came from
+    ):
+        _, tokenizer = load_for_generation(folder, device="cpu", dtype="float32", tokenizer=node)
+        assert tokenizer == expected, node
+    _, tokenizer = load_for_generation(trained_ckpt, device="cpu", dtype="float32", tokenizer={"path": None})
+    assert tokenizer == expected  # nothing set: the checkpoint's own
+
+
+@pytest.mark.parametrize(
+    "node, error, message",
+    [
+        ({"name": "char", "path": None}, ConfigError, "tokenizer=char needs the model's character vocabulary"),
+        ({"name": "gpt2", "path": "CACHE"}, ConfigError, "tokenizer=gpt2 but tokenizer.path=.* holds a char"),
+        ({"name": "bpe", "path": None}, ConfigError, "tokenizer=bpe needs tokenizer.path"),
+        ({"path": "nowhere/tokenizer.json"}, DataError, "tokenizer.path=nowhere/tokenizer.json does not exist"),
+    ],
+)
+def test_a_wrong_tokenizer_node_is_refused_before_the_weights_load(
+    char_hf_export: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, node: dict, error: type, message: str
+) -> None:
+    folder, cache = char_hf_export
+    node = {k: str(cache) if v == "CACHE" else v for k, v in node.items()}
+    monkeypatch.setattr("scratchllm.interop.hf.load_hf", lambda *_: pytest.fail("loaded the weights first"))
+    with pytest.raises(error, match=message):
+        load_for_generation(folder, device="cpu", dtype="float32", tokenizer=node)

@@ -10,7 +10,9 @@ from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation import generate
-from scratchllm.generation.text import IncrementalDecoder, StopStrings, TextStream, encode_prompt
+from scratchllm.generation.text import (
+    IncrementalDecoder, StopStrings, TextStream, check_prompt_characters, encode_prompt,
+)
 from scratchllm.model import GPT, KVCache, ModelConfig
 from scratchllm.tokenizers import CharTokenizer, GPT2Tokenizer
 
@@ -142,6 +144,20 @@ def test_empty_prompt_falls_back_to_eot_or_a_newline() -> None:
     assert encode_prompt(chars, "") == chars.encode("\n")
     with pytest.raises(InputError, match="no end-of-text token; give a prompt"):
         encode_prompt(CharTokenizer(list("ab"), unknown="replace"), "")  # "\n" would only be <unk>
+
+
+def test_prompt_characters_outside_a_char_vocabulary() -> None:
+    replace, strict = CharTokenizer(list("abc "), unknown="replace"), CharTokenizer(list("abc "), unknown="error")
+    assert check_prompt_characters(replace, "a cab") is None and check_prompt_characters(GPT2, "ï€") is None
+    assert check_prompt_characters(replace, "abxyx") == (
+        "note: 2 prompt characters are not in the model's vocabulary and were replaced by <unk>: 'x', 'y'"
+    )
+    with pytest.raises(InputError, match=r"^1 prompt character is not in the model's vocabulary: 'x'; remove it"):
+        check_prompt_characters(replace, "abx", unknown="error")  # the policy asks for an error
+    # a model trained with unknown=error has no <unk> id: whatever the policy, the character cannot be encoded
+    for policy in (None, "replace"):
+        with pytest.raises(InputError, match=r"vocabulary, which has no <unk>: 'x'; remove it from the prompt"):
+            check_prompt_characters(strict, "abx", unknown=policy)
 
 
 def test_without_a_tokenizer_prompts_are_token_ids() -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import os
+import random
+import subprocess
+import sys
 
 import pytest
 
@@ -78,3 +83,72 @@ def test_undecodable_bytes_are_counted(tmp_path) -> None:
     stats = ReadStats()
     assert list(iter_texts(path, stats=stats)) == ["caf\ufffd\n"]
     assert stats.replaced == 1
+
+
+# ------------------------------------------------------------------------------------------ binary input
+
+PROSE = "It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 40
+
+
+def _binaries(root) -> list:
+    """A saved tensor (a zip archive), a gzip blob and random bytes, as a user might pass by mistake."""
+    import torch
+
+    torch.save({"weight": torch.randn(32, 32)}, root / "model.bin")
+    (root / "blob.gz.bin").write_bytes(gzip.compress(random.Random(1).randbytes(4000)))
+    (root / "noise.bin").write_bytes(random.Random(2).randbytes(20000))
+    return [root / "model.bin", root / "blob.gz.bin", root / "noise.bin"]
+
+
+def _tokenizer_train(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return subprocess.run([sys.executable, "-m", "scratchllm.tokenizer", "train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_binary_files_are_refused_alone_and_skipped_among_text(tmp_path, caplog) -> None:
+    binaries = _binaries(tmp_path)
+    for path in binaries:
+        with pytest.raises(DataError, match=f"^input: {path} looks binary \\(.*\\), not text; pass text files"):
+            list(iter_texts(path))
+    with pytest.raises(DataError, match="and so do the other 2 input file"):
+        list(iter_texts(binaries))
+    (tmp_path / "a.txt").write_text(PROSE, encoding="utf-8")
+    stats = ReadStats()
+    with caplog.at_level(logging.WARNING):
+        text = "".join(iter_texts(str(tmp_path / "*"), stats=stats))
+    assert text == PROSE and stats.files == 1 and stats.replaced == 0
+    assert sorted(stats.skipped_binary) == sorted(map(str, binaries))
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert all(f"{p} looks binary" in warned for p in binaries) and "skipped" in warned
+
+
+def test_gzipped_text_is_sniffed_after_decompression(tmp_path) -> None:
+    with gzip.open(tmp_path / "t.txt.gz", "wt", encoding="utf-8") as f:
+        f.write(PROSE)
+    assert "".join(iter_texts(tmp_path / "t.txt.gz")) == PROSE  # the .gz header's NUL bytes are not the text's
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_cli_refuses_a_binary_file(tmp_path, which) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    path = _binaries(tmp_path)[which]
+    proc = _tokenizer_train(f"input={path}", f"output={tmp_path / 'tok'}", "vocab_size=300", cwd=work)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: input: {path} looks binary ("), proc.stderr
+    assert not (tmp_path / "tok").exists()
+
+
+def test_cli_trains_on_text_with_a_few_bad_bytes(tmp_path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(PROSE.encode() + "Caf\xe9, na\xefve.\n".encode("latin-1"))
+    proc = _tokenizer_train(f"input={path}", f"output={tmp_path / 'tok'}", "vocab_size=300", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: 2 character(s) were not valid UTF-8" in proc.stdout
+    assert (tmp_path / "tok" / "vocab.tiktoken").is_file()

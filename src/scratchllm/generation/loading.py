@@ -9,6 +9,11 @@ Two kinds of checkpoint reach generation:
 - a **Hugging Face folder** (``config.json`` + safetensors), read by ``scratchllm.interop.hf.load_hf``. It names
   no tokenizer in a form we can trust offline, so we infer one from the vocabulary: 50,257 ids is GPT-2's BPE.
 
+Any other vocabulary (a char model, a trained BPE) needs a tokenizer override. The generate config's ``tokenizer``
+node is the training config group (``tokenizer=gpt2|char|bpe|cl100k``) plus ``path``: the file the vocabulary is
+read from (``tokenizer_override``). A char vocabulary depends on the training data, so ``tokenizer=char`` alone
+cannot rebuild it; it needs the data cache's ``tokenizer.json`` or the training checkpoint.
+
 Why ``weights_only=True``: a ``.ckpt`` is a pickle, and unpickling an arbitrary file can run arbitrary code.
 The restricted unpickler only rebuilds tensors and plain containers, which is all our checkpoints hold (training
 saves plain dicts on purpose). A file that needs more than that is not one of ours and is refused.
@@ -25,9 +30,9 @@ from typing import Any, Mapping
 
 import torch
 
-from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.errors import CheckpointError, ConfigError, DataError
 from scratchllm.model import GPT, ModelConfig
-from scratchllm.tokenizers import GPT2Tokenizer, Tokenizer, build_tokenizer, tokenizer_from_dict
+from scratchllm.tokenizers import GPT2Tokenizer, Tokenizer, build_tokenizer, load_tokenizer, tokenizer_from_dict
 
 GPT2_VOCAB = 50257
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -100,16 +105,16 @@ def load_for_generation(
     """Load a training checkpoint (``.ckpt``) or a Hugging Face folder as an eval-mode ``GPT`` on ``device`` with
     its weights cast to ``dtype``, plus its tokenizer (None when none is known: the caller works in token ids).
 
-    tokenizer: overrides the checkpoint's tokenizer: a name (``gpt2``), a path (a trained-BPE folder, a saved
-        ``tokenizer.json``, or a data cache folder holding one), or a spec mapping as ``build_tokenizer`` takes.
+    tokenizer: overrides the checkpoint's tokenizer (``tokenizer_override``).
     """
     where = resolve_checkpoint(path, log_dir)
     target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
+    override = tokenizer_override(tokenizer)  # before the weights: a wrong tokenizer costs no loading time
     if where.is_dir():
         model, saved_tokenizer = _load_hf_folder(where)
     else:
         model, saved_tokenizer = _load_lightning(where)
-    chosen = _build_tokenizer_override(tokenizer) if tokenizer not in (None, "") else saved_tokenizer
+    chosen = override if override is not None else saved_tokenizer
     if chosen is not None and chosen.vocab_size > model.config.vocab_size:
         raise ConfigError(
             f"the tokenizer ({chosen.name}, {chosen.vocab_size} ids) emits ids the model ({model.config.vocab_size} "
@@ -127,7 +132,12 @@ def _load_hf_folder(folder: Path) -> tuple[GPT, Tokenizer | None]:
             f"{folder} is a folder without config.json: not a Hugging Face checkpoint; pass a .ckpt file, a "
             f"Hugging Face folder, or ckpt_path=last"
         )
+    from scratchllm.interop.hf_tokenizer import load_hf_tokenizer
+
     model = load_hf(folder)
+    exported = load_hf_tokenizer(folder)  # an export of ours carries its tokenizer
+    if exported is not None:
+        return model, exported
     return model, GPT2Tokenizer() if model.config.vocab_size == GPT2_VOCAB else None
 
 
@@ -178,14 +188,54 @@ def _load_lightning(file: Path) -> tuple[GPT, Tokenizer | None]:
     return model, tokenizer
 
 
-def _build_tokenizer_override(spec: str | Path | Mapping[str, Any]) -> Tokenizer:
-    """A tokenizer name, a path (trained-BPE folder, tokenizer.json, or a data cache folder holding one), or a
-    spec mapping: whatever ``build_tokenizer`` reads."""
+def tokenizer_override(spec: str | Path | Mapping[str, Any] | None) -> Tokenizer | None:
+    """The tokenizer ``spec`` asks for instead of the checkpoint's; None (or an empty spec) keeps the checkpoint's.
+
+    spec: a name (``gpt2``) or a path as a string, as ``build_tokenizer`` reads them; or a mapping: the generate
+    config's ``tokenizer`` node, a group option's ``name`` and/or a ``path`` to read the vocabulary from (a
+    trained-BPE folder, a ``tokenizer.json``, a data cache folder holding one, or the training ``.ckpt``; for
+    cl100k, its ``.tiktoken`` file as in training), or any spec ``build_tokenizer`` takes (e.g. a ``to_dict()``).
+    """
     if isinstance(spec, Mapping):
-        return build_tokenizer(spec)
-    if str(spec) == "char":
+        options = {str(k): v for k, v in spec.items() if v is not None}  # the config node's unset keys are null
+        name, path = options.get("name"), options.get("path")
+        if path is None or name == "cl100k":  # cl100k's path is its encoding file, as in training
+            return _build_named(options) if options else None
+        loaded = _read_tokenizer(str(path))
+        if name is not None and loaded.name != name:
+            raise ConfigError(
+                f"tokenizer={name} but tokenizer.path={path} holds a {loaded.name} tokenizer; drop tokenizer={name} "
+                f"(the file names its tokenizer) or point tokenizer.path at a {name} one"
+            )
+        return loaded
+    if spec is None or str(spec) == "":
+        return None
+    return _build_named({"name": "char"}) if str(spec) == "char" else build_tokenizer(str(spec))
+
+
+def _build_named(options: dict[str, Any]) -> Tokenizer:
+    if options.get("name") == "char" and "chars" not in options:
         raise ConfigError(
-            "tokenizer=char needs the character vocabulary: pass the tokenizer.json of the data cache the model "
-            "was trained on (tokenizer=<cache folder or tokenizer.json>)"
+            "tokenizer=char needs the model's character vocabulary: add tokenizer.path=<the training data cache "
+            "folder, its tokenizer.json, or the training .ckpt>"
         )
-    return build_tokenizer(str(spec))
+    if "name" not in options:
+        raise ConfigError(
+            f"tokenizer.{sorted(options)[0]} is set but no tokenizer is named; pass tokenizer=<gpt2|char|bpe|cl100k> "
+            "or tokenizer.path=<tokenizer folder or file>"
+        )
+    return build_tokenizer(options)
+
+
+def _read_tokenizer(path: str) -> Tokenizer:
+    """The tokenizer stored at ``path``: a training checkpoint's, or a tokenizer folder's or file's."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise DataError(f"tokenizer.path={path} does not exist; pass a trained-BPE folder, a tokenizer.json, a data "
+                        "cache folder holding one, or the training .ckpt")
+    if where.suffix == ".ckpt":
+        config = (_read_checkpoint(where).get("hyper_parameters") or {}).get("tokenizer_config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path} stores no tokenizer; pass the data cache's tokenizer.json instead")
+        return tokenizer_from_dict(dict(config))
+    return load_tokenizer(path)

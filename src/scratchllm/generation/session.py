@@ -2,7 +2,13 @@
 
 ``GenerateOptions`` is the config as a checked dataclass (every value validated before the model is loaded, so a
 typo costs no loading time); ``run_session`` loads the checkpoint and answers one prompt, or, with
-``interactive``, every line of stdin until EOF with the model kept in memory.
+``interactive``, every line of stdin until EOF with the model kept in memory. Each answer is its prompt (with
+``echo_prompt``) and continuation; in interactive mode a blank line follows each one, so a file of prompts gives
+one readable block per prompt, and a prompt that cannot be encoded is reported on stderr and skipped.
+
+Tokenizer: ``tokenizer`` is the config's node (``tokenizer=<group option>`` and/or ``tokenizer.path=<file>``, see
+``loading.tokenizer_override``) except ``tokenizer.unknown``, which is the policy for prompt characters outside a
+char vocabulary (``text.check_prompt_characters``), not part of the vocabulary: that always comes from a file.
 
 Escapes: a shell and Hydra pass ``\\n`` through as a backslash and an ``n``, yet a newline is the most common
 stop string and prompt ending, so ``prompt`` and ``stop`` read ``\\n``, ``\\t``, ``\\r`` and ``\\\\`` (a literal
@@ -22,12 +28,14 @@ from typing import Any, Mapping, TextIO
 
 import torch
 
-from scratchllm.errors import ConfigError
+from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.generate import OVERFLOW_CHOICES
 from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
 from scratchllm.generation.sampling import validate_sampling
-from scratchllm.generation.text import TextStream, encode_prompt, format_ids
+from scratchllm.generation.text import TextStream, check_prompt_characters, encode_prompt, format_ids
+from scratchllm.threads import apply_threads, check_threads
+from scratchllm.tokenizers.char import UNKNOWN_CHOICES
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
@@ -58,8 +66,8 @@ class GenerateOptions:
     dtype: str = "float32"
     use_cache: bool = True
     on_overflow: str = "slide"
-    tokenizer: str | None = None
-    threads: int | None = None
+    tokenizer: Mapping[str, Any] | str | None = None
+    threads: int | str | None = None  # conf/generate.yaml says auto; from Python, torch is left alone
     log_dir: str = "logs"
 
     def __post_init__(self) -> None:
@@ -77,11 +85,23 @@ class GenerateOptions:
             temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
             repetition_penalty=self.repetition_penalty,
         )
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise ConfigError(f"threads must be a positive integer (or null for torch's default), got {self.threads!r}")
+        check_threads(self.threads)
+        if self.unknown not in (None, *UNKNOWN_CHOICES):
+            raise ConfigError(f"tokenizer.unknown={self.unknown!r} is not known; choose one of: "
+                              f"{', '.join(UNKNOWN_CHOICES)}")
         resolve_dtype(self.dtype)
         resolve_device(self.device)
+
+    @property
+    def unknown(self) -> str | None:
+        """The policy for prompt characters outside a char vocabulary (None: the tokenizer's own)."""
+        return self.tokenizer.get("unknown") if isinstance(self.tokenizer, Mapping) else None
+
+    def tokenizer_spec(self) -> Mapping[str, Any] | str | None:
+        """What ``load_for_generation`` reads: the tokenizer node without the prompt policy."""
+        if isinstance(self.tokenizer, Mapping):
+            return {k: v for k, v in self.tokenizer.items() if k != "unknown"}
+        return self.tokenizer
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GenerateOptions":
@@ -105,18 +125,17 @@ def run_session(
 ) -> None:
     """Load the checkpoint once, then answer ``options.prompt`` or, interactively, each line of ``stdin``."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
+    threads = apply_threads(options.threads)
     model, tokenizer = load_for_generation(
-        options.ckpt_path, device=options.device, dtype=options.dtype, tokenizer=options.tokenizer,
+        options.ckpt_path, device=options.device, dtype=options.dtype, tokenizer=options.tokenizer_spec(),
         log_dir=options.log_dir,
     )
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     name = tokenizer.name if tokenizer is not None else "none: prompts and output are token ids"
     print(f"loaded {model.config.name} ({model.config.vocab_size} ids) on {device} in {str(dtype).split('.')[-1]}; "
-          f"tokenizer {name}", file=stderr, flush=True)
+          f"tokenizer {name}; {torch.get_num_threads()} threads ({threads.reason})", file=stderr, flush=True)
     if not options.interactive:
-        _answer(model, tokenizer, options.prompt, options, stdout, stderr, echo=options.echo_prompt)
+        _answer(model, tokenizer, options.prompt, options, stdout, stderr)
         return
     interactive_tty = hasattr(stdin, "isatty") and stdin.isatty()
     with decode_session(model):  # bf16: pack the weights for the first prompt, reuse them for every later one
@@ -126,7 +145,13 @@ def run_session(
             line = stdin.readline()
             if not line:  # EOF
                 break
-            _answer(model, tokenizer, line.rstrip("\r\n"), options, stdout, stderr, echo=False)
+            try:
+                _answer(model, tokenizer, line.rstrip("\r\n"), options, stdout, stderr)
+            except InputError as err:  # one bad prompt must not end the session (and unload the model)
+                print(f"error: {err}", file=stderr, flush=True)
+                continue
+            stdout.write("\n")  # answers hold newlines of their own: a blank line marks where one ends
+            stdout.flush()
 
 
 def _answer(
@@ -136,13 +161,14 @@ def _answer(
     options: GenerateOptions,
     stdout: TextIO,
     stderr: TextIO,
-    *,
-    echo: bool,
 ) -> None:
+    note = check_prompt_characters(tokenizer, prompt, options.unknown)
+    if note:
+        print(note, file=stderr, flush=True)
     prompt_ids = encode_prompt(tokenizer, prompt)
     text = TextStream(model, tokenizer, prompt_ids, options.max_new_tokens, stop=options.stop,
                       sampling=options.sampling())
-    if echo and prompt:
+    if options.echo_prompt and prompt:
         stdout.write(prompt if tokenizer is not None else format_ids(prompt_ids))
         stdout.flush()
     for piece in text:

@@ -24,7 +24,7 @@ from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.generate import stream
-from scratchllm.tokenizers import Tokenizer
+from scratchllm.tokenizers import CharTokenizer, Tokenizer
 
 REPLACEMENT = "\ufffd"
 
@@ -40,7 +40,7 @@ def encode_prompt(tokenizer: Tokenizer | None, prompt: str) -> list[int]:
         except ValueError as err:
             raise InputError(
                 "no tokenizer is known for this model, so the prompt must be token ids such as prompt='12 7 33'; "
-                "or pass tokenizer=<name or tokenizer.json>"
+                "or pass tokenizer=<name> or tokenizer.path=<tokenizer.json or folder>"
             ) from err
         if not ids:
             raise InputError("the prompt is empty and no tokenizer is known; give token ids, e.g. prompt='0'")
@@ -56,6 +56,28 @@ def encode_prompt(tokenizer: Tokenizer | None, prompt: str) -> list[int]:
         f"the prompt is empty and the {tokenizer.name} tokenizer has no end-of-text token; give a prompt "
         f"(e.g. the first word of a text like the training data)"
     )
+
+
+def check_prompt_characters(tokenizer: Tokenizer | None, prompt: str, unknown: str | None = None) -> str | None:
+    """For a char vocabulary: None when it holds every prompt character; otherwise a note for stderr naming the
+    others, which encoding replaces with <unk>. Raises ``InputError`` instead when ``unknown`` (the policy; None =
+    the tokenizer's own) is ``error``, or when the vocabulary has no <unk> to stand in for them. Byte-level
+    tokenizers spell any text, so they never have unknown characters."""
+    if not isinstance(tokenizer, CharTokenizer):
+        return None
+    known = set(tokenizer.chars)
+    missing = list(dict.fromkeys(c for c in prompt if c not in known))  # in order of appearance, once each
+    if not missing:
+        return None
+    shown = ", ".join(repr(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
+    plural = len(missing) > 1
+    count = f"{len(missing)} prompt character{'s are' if plural else ' is'} not in the model's vocabulary"
+    if tokenizer.unk_id is None:
+        raise InputError(f"{count}, which has no <unk>: {shown}; remove {'them' if plural else 'it'} from the prompt")
+    if (unknown or tokenizer.unknown) == "error":
+        raise InputError(f"{count}: {shown}; remove {'them' if plural else 'it'} from the prompt, or set "
+                         "tokenizer.unknown=replace to replace them with <unk>")
+    return f"note: {count} and {'were' if plural else 'was'} replaced by <unk>: {shown}"
 
 
 def _encode_exactly(tokenizer: Tokenizer, text: str) -> list[int] | None:
@@ -182,7 +204,8 @@ class TextStream:
 
     def __post_init__(self) -> None:
         if self.stop and self.tokenizer is None:
-            raise ConfigError("stop strings need a tokenizer to read the text; pass tokenizer=<name or tokenizer.json>")
+            raise ConfigError("stop strings need a tokenizer to read the text; pass tokenizer=<name> or "
+                              "tokenizer.path=<tokenizer.json or folder>")
         self._stops = StopStrings(list(self.stop))
         eot = self.tokenizer.eot_id if self.tokenizer is not None else None
         # Arguments are checked here, before the first token (stream validates eagerly).

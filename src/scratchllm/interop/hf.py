@@ -20,6 +20,8 @@ every difference is a fixed rearrangement (no arithmetic on the weights), which 
 
 Only a local folder is read: nothing is downloaded, and transformers is not needed here (config.json is plain
 JSON, tensors come from safetensors or ``torch.load(weights_only=True)``). Weights are cast to the model's float32.
+``save_hf(model, path, tokenizer=tok)`` also writes the tokenizer files transformers' ``AutoTokenizer`` loads
+(``hf_tokenizer.py``), plus our own copy that ``load_hf_tokenizer(path)`` reads back.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.interop.hf_tokenizer import save_hf_tokenizer
 from scratchllm.model import GPT, ModelConfig
+from scratchllm.tokenizers import Tokenizer
 
 # model_type → (architecture we read/write, prefix of the body's tensor names in the LM-head model)
 _FORMATS: dict[str, tuple[str, str]] = {
@@ -322,12 +326,20 @@ class _Weights:
 
 
 # ------------------------------------------------------------------------------------------------ export
-def save_hf(model: GPT, path: str | Path) -> Path:
+def save_hf(model: GPT, path: str | Path, tokenizer: Tokenizer | None = None) -> Path:
     """Write ``model`` as a transformers folder (config.json + model.safetensors) that
     ``AutoModelForCausalLM.from_pretrained`` loads: GPT-2-shaped models as GPT2LMHeadModel, Llama-shaped ones
-    (rope + rmsnorm + swiglu) as LlamaForCausalLM. Returns the folder."""
+    (rope + rmsnorm + swiglu) as LlamaForCausalLM. Returns the folder.
+
+    With ``tokenizer`` (gpt2, a trained bpe, cl100k or char) the folder also gets the tokenizer files
+    ``AutoTokenizer.from_pretrained`` loads (see ``hf_tokenizer.py``), and config.json names its end-of-text id."""
     cfg = model.config
     model_type = _export_format(cfg)
+    if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
+        raise ConfigError(
+            f"the tokenizer ({tokenizer.name}, {tokenizer.vocab_size} ids) emits ids the model "
+            f"({cfg.vocab_size} ids) cannot read; pass the tokenizer the model was trained with"
+        )
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     params = dict(model.named_parameters())
@@ -343,6 +355,10 @@ def save_hf(model: GPT, path: str | Path) -> Path:
             tensors[_full_name(model_type, name)] = part.to("cpu", torch.float32).clone().contiguous()
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     hf = _gpt2_hf_config(cfg) if model_type == "gpt2" else _llama_hf_config(cfg)
+    if tokenizer is not None:
+        # generate() stops at eos_token_id; without a tokenizer only GPT-2's vocabulary size tells us the id
+        hf["bos_token_id"] = hf["eos_token_id"] = tokenizer.eot_id
+        save_hf_tokenizer(tokenizer, folder, model_max_length=cfg.context_length)
     (folder / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n")
     return folder
 

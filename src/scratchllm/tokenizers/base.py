@@ -79,6 +79,19 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     return build_tokenizer(d)
 
 
+# A Hugging Face export folder holds HF's own tokenizer.json (no "name" field) beside our Tokenizer.save file.
+HF_EXPORT_FILE = "scratchllm_tokenizer.json"
+
+
+def saved_tokenizer_file(folder: Path) -> Path | None:
+    """The ``Tokenizer.save`` file inside ``folder``: a Hugging Face export's ``scratchllm_tokenizer.json``
+    first (its ``tokenizer.json`` is Hugging Face's format), else ``tokenizer.json`` (a data cache)."""
+    for name in (HF_EXPORT_FILE, "tokenizer.json"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """Load a tokenizer saved with ``Tokenizer.save`` (a JSON file), or a folder: a trained BPE (``bpe.json`` +
     ``vocab.tiktoken``, written by ``python -m scratchllm.tokenizer train``) or one holding a ``tokenizer.json``
@@ -89,11 +102,11 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
         if is_bpe_dir(p):
             return BPETokenizer.from_dir(p)
-        if (p / "tokenizer.json").is_file():
-            p = p / "tokenizer.json"
-        else:
+        found = saved_tokenizer_file(p)
+        if found is None:
             raise DataError(f"folder {p} holds no tokenizer (no bpe.json, no tokenizer.json); train one with "
                             "'python -m scratchllm.tokenizer train input=... output=...'")
+        p = found
     if not p.is_file():
         raise DataError(f"tokenizer file {p} does not exist; rebuild the data cache or point to a saved tokenizer.json")
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from scratchllm.errors import ConfigError, DataError
-from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.tokenizers.base import Tokenizer, saved_tokenizer_file
 from scratchllm.tokenizers.bpe import BPETokenizer, is_bpe_dir
 from scratchllm.tokenizers.char import CharTokenizer
 from scratchllm.tokenizers.cl100k import Cl100kTokenizer
@@ -93,9 +93,10 @@ def _spec_from_path(text: str) -> dict[str, Any]:
     if p.is_dir() and is_bpe_dir(p):
         return {"name": "bpe", "path": text}
     if p.is_dir():
-        if not (p / "tokenizer.json").is_file():
+        found = saved_tokenizer_file(p)
+        if found is None:
             raise DataError(f"folder {text} holds no tokenizer (no bpe.json, no tokenizer.json); {BPE_TRAIN_HINT}")
-        p = p / "tokenizer.json"
+        p = found
     if not p.is_file():
         raise DataError(f"no tokenizer at {text}: the path does not exist")
     try:

@@ -10,6 +10,10 @@ What is read:
 - a folder: every ``.txt``, ``.md`` and ``.jsonl`` file below it (also ``.gz`` compressed), sorted;
 - a glob (``data/**/*.txt``): the files it matches, sorted.
 
+A file that is not UTF-8 text at all (NUL bytes, or mostly undecodable, in its first bytes after any ``.gz`` is
+unpacked) is skipped with a warning, and refused when no text file remains: the rule training and ``prepare``
+share (``scratchllm.textio``).
+
 Chunks are cut only after a newline, so a word is never split between two chunks. Cutting does change how
 *whitespace* around that newline is grouped into pieces (a blank-line run may be counted as two shorter runs),
 which moves a few merge counts by a little and nothing else.
@@ -26,10 +30,12 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from scratchllm.errors import DataError
-from scratchllm.textio import expand_paths
+from scratchllm.textio import BinarySkips, binary_reason, expand_paths, read_head
 
 TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 CHUNK_CHARS = 1 << 16  # ~64k characters per chunk (a long line is yielded whole)
+# the trainer has no encoding option: it reads UTF-8
+BINARY_FIX = "pass text files (UTF-8; convert text in another encoding first, e.g. with iconv)"
 
 
 @dataclass
@@ -43,6 +49,7 @@ class ReadStats:
     replaced: int = 0  # U+FFFD characters from undecodable bytes (approximate when the file has some genuinely)
     skipped_lines: int = 0  # jsonl lines without a string text field
     paths: list[str] = field(default_factory=list)
+    skipped_binary: list[str] = field(default_factory=list)  # files that are not text (not counted in ``files``)
 
 
 def _base_suffix(path: Path) -> str:
@@ -62,9 +69,18 @@ def resolve_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     )
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _binary_reason(path: Path) -> str | None:
+    """Why ``path`` is not UTF-8 text, judged on its first bytes (after a ``.gz`` is unpacked); None for text."""
+    with _open_bytes(path) as raw:
+        return binary_reason(read_head(raw), "utf-8", hint="input=")
+
+
 def _open_text(path: Path) -> IO[str]:
-    raw: IO[bytes] = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")  # keep "\r\n" as it is
+    return io.TextIOWrapper(_open_bytes(path), encoding="utf-8", errors="replace", newline="")  # keep "\r\n"
 
 
 def _plain_chunks(f: IO[str], chunk_chars: int) -> Iterator[str]:
@@ -107,11 +123,18 @@ def iter_texts(
     ``stats`` (optional) is filled in as the chunks are read."""
     stats = stats if stats is not None else ReadStats()
     paths = resolve_inputs(inputs)
+    binary = BinarySkips(option="input", fix=BINARY_FIX)
     for path in paths:
-        stats.files += 1
-        stats.paths.append(str(path))
         jsonl = _base_suffix(path) == ".jsonl"
         try:
+            reason = _binary_reason(path)
+            if reason:
+                binary.add(path, reason)
+                stats.skipped_binary.append(str(path))
+                continue
+            binary.text()
+            stats.files += 1
+            stats.paths.append(str(path))
             with _open_text(path) as f:
                 pieces = _jsonl_docs(f, path, text_field, stats) if jsonl else _plain_chunks(f, chunk_chars)
                 if not jsonl:
@@ -137,3 +160,4 @@ def iter_texts(
                         return
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise DataError(f"cannot read {path} ({e}); check the file") from e
+    binary.check()

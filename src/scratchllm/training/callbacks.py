@@ -85,13 +85,36 @@ class Throughput(L.Callback):
 class StepProgressBar(TQDMProgressBar):
     """The training bar runs to ``max_steps`` (streamed data has no epoch length) and hides ``v_num``."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
+    def _count_steps(self, trainer: L.Trainer) -> None:
         if trainer.max_steps and trainer.max_steps > 0:
             total = trainer.max_steps * trainer.accumulate_grad_batches
-            self.train_progress_bar.reset(total=total)
-            self.train_progress_bar.initial = trainer.global_step * trainer.accumulate_grad_batches
-            self.train_progress_bar.set_description("train")
+            bar = self.train_progress_bar
+            bar.reset(total=total)
+            # start at the restored step, and count from there: tqdm's rate is (n - initial) / time
+            bar.initial = bar.n = bar.last_print_n = trainer.global_step * trainer.accumulate_grad_batches
+            bar.set_description("train")
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_start(trainer, *args)
+        self._count_steps(trainer)  # a resumed run starts mid-epoch: no on_train_epoch_start comes
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self._count_steps(trainer)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Lightning sets the bar to batch_idx + 1, the batch within this epoch; after a resume that restarts
+        # below the bar's start (``initial``, the restored step) and tqdm showed a negative rate
+        # (-1335765.61it/s). Count from the optimizer step instead, like the bar's total.
+        accumulate = trainer.accumulate_grad_batches
+        n = trainer.global_step * accumulate + (batch_idx + 1) % accumulate
+        bar = self.train_progress_bar
+        if bar is not None and not bar.disable and self._should_update(n, bar.total):
+            bar.n = n
+            bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)

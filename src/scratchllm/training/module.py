@@ -65,6 +65,7 @@ class GPTLitModule(L.LightningModule):
         self.val_nll = MeanMetric()
         self.best_val_loss = math.inf
         self.micro_batches = 0  # training batches consumed (all accumulation micro-batches), saved in checkpoints
+        self.restored_step: int | None = None  # the optimizer step a resumed checkpoint was at
 
     # ------------------------------------------------------------------------------------------- model
     def configure_model(self) -> None:
@@ -175,6 +176,7 @@ class GPTLitModule(L.LightningModule):
         saved = (checkpoint.get("hyper_parameters") or {}).get("model")
         if saved is not None:
             check_same_shape(ModelConfig.from_dict(saved), self.config)
+        self.restored_step = int(checkpoint.get("global_step", 0))
         state = checkpoint.get("scratchllm") or {}
         self.micro_batches = int(state.get("micro_batches", 0))
         self.best_val_loss = float(state.get("best_val_loss", math.inf))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training.callbacks import Throughput
+from scratchllm.threads import apply_threads
 from scratchllm.training.module import GPTLitModule
+from scratchllm.training.summary import run_summary
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     if not cfg.trainer.get("max_steps") or cfg.trainer.max_steps <= 0:
         raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (the data streams)")
+    threads = apply_threads(cfg.get("threads"))
+    if threads.threads:
+        log.info("torch threads: %d (%s)", threads.threads, threads.reason)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data)
@@ -119,25 +126,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(hparams)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir)
-    result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name}
+    result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
+                              "threads": torch.get_num_threads()}
     fit_start = time.perf_counter()
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if ckpt_path and module.restored_step is not None and trainer.global_step <= module.restored_step:
+            print(f"note: nothing to train: {ckpt_path} is already at step {module.restored_step} and "
+                  f"trainer.max_steps={cfg.trainer.max_steps}; to train on, raise it (e.g. "
+                  f"trainer.max_steps={module.restored_step + cfg.trainer.max_steps})", file=sys.stderr, flush=True)
     result["fit_seconds"] = round(time.perf_counter() - fit_start, 2)
     result["global_step"] = trainer.global_step
     seen = trainer.callback_metrics.get("train/tokens_seen")
+    spawned = seen is not None and trainer.global_step == 0  # ddp_spawn: only callback_metrics come back here
     if seen is not None:
         result["tokens_seen"] = int(seen)
-        if trainer.global_step == 0:
-            # ddp_spawn trains in child processes; only callback_metrics come back to this one.
+        if spawned:
             per_step = datamodule.batch_size * datamodule.context_length * trainer.world_size
             result["global_step"] = int(seen) // (per_step * trainer.accumulate_grad_batches)
 
     for callback in trainer.callbacks:
         if isinstance(callback, Throughput):
-            result["train_seconds"] = round(callback.train_seconds, 2)
+            seconds = trainer.callback_metrics.get("time/train_seconds") if spawned else callback.train_seconds
+            result["train_seconds"] = round(float(seconds or 0.0), 2)
             if callback.curve:
                 result["curve"] = callback.curve  # validation loss against training time (time-to-quality)
+            if result["train_seconds"] > 0 and "tokens_seen" in result:
+                # both totals carry over a resume, so this is the run's whole average (validation excluded)
+                result["tokens_per_s"] = round(result["tokens_seen"] / result["train_seconds"])
 
     if cfg.get("validate", True) and not trainer.fast_dev_run:
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -152,12 +168,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero and cfg.sample.max_new_tokens > 0:
         result["sample"] = sample_text(module, tokenizer, cfg.sample)
         print("\n----- sample -----\n" + result["sample"] + "\n------------------", flush=True)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # TensorBoard renders text as Markdown: a code block keeps the sample's lines and spaces
+                logger.experiment.add_text("sample", "```\n" + result["sample"] + "\n```", trainer.global_step)
+                logger.experiment.flush()
 
     result["wall_seconds"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(result, indent=2))
+        print(run_summary(result, out), flush=True)
         summary = {k: v for k, v in result.items() if k not in ("sample", "curve")}
         print("result: " + json.dumps(summary), flush=True)
     return result

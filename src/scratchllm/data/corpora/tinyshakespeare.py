@@ -2,12 +2,15 @@
 
 The file is not shipped. If ``path`` does not exist we try once to download it (short timeout), check its
 sha256 and save it; offline, the error says where to put a copy. The split is nanoGPT's: the first 90% of
-the characters train, the last 10% validate (one document each).
+the characters train, the last 10% validate (one document each). With the checksum turned off
+(``+data.corpus.sha256=null``) any file is taken, so it is read like ``TextFiles`` reads one: a binary file is
+refused and undecodable bytes are replaced and counted (``scratchllm.textio``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -16,6 +19,9 @@ from pathlib import Path
 
 from scratchllm.data.corpora.base import digest
 from scratchllm.errors import DataError
+from scratchllm.textio import SNIFF_BYTES, BinarySkips, binary_reason, decode_counting
+
+log = logging.getLogger(__name__)
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -68,7 +74,17 @@ class TinyShakespeare:
         return data
 
     def text(self) -> str:
-        return self._bytes().decode("utf-8")
+        data = self._bytes()
+        reason = binary_reason(data[:SNIFF_BYTES], "utf-8", hint="data.corpus.path")
+        if reason:  # one file and nothing else: the error
+            skips = BinarySkips(option="data.corpus.path",
+                                fix="point data.corpus.path at the tinyshakespeare text file (input.txt)")
+            skips.add(self.path, reason)
+            skips.check()
+        text, bad = decode_counting(data, "utf-8", hint="data.corpus.path")
+        if bad:
+            log.warning("%s: %d undecodable byte sequence(s) replaced with U+FFFD (not UTF-8)", self.path, bad)
+        return text
 
     def splits(self) -> dict[str, list[str]]:
         text = self.text()

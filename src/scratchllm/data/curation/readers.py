@@ -15,7 +15,8 @@ one row batch or one file at a time) except a ``.json`` file, which JSON forces 
 Bad input never stops the run when the rest can go on: a line that is not JSON, a record without the text
 field, a Parquet file without the text column, a binary file: each becomes a ``Removal`` at stage ``read`` (so
 it is counted in the report and listed in ``removed.jsonl``) and a warning. Undecodable bytes are replaced by
-U+FFFD and counted on the document. Only input that matches nothing, or a missing library, is an error.
+U+FFFD and counted on the document. Only input that matches nothing, or a missing library, is an error. What
+is binary is decided by ``scratchllm.textio.binary_reason``, the rule training and the tokenizer trainer use.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from typing import IO, Callable, Iterator
 from scratchllm.data.curation.config import ReadConfig
 from scratchllm.data.curation.documents import Document, Removal
 from scratchllm.errors import ConfigError, DataError
-from scratchllm.textio import decode_counting, expand_paths
+from scratchllm.textio import SNIFF_BYTES, binary_reason, decode_counting, expand_paths, read_head, skip_binary
 
 log = logging.getLogger(__name__)
 
 HF_PREFIX = "hf:"
-SNIFF_BYTES = 8192  # a NUL byte in this many leading bytes marks a file as binary
 PARQUET_BATCH_ROWS = 1024
 _JSONL = (".jsonl", ".ndjson")
 Record = Document | Removal
@@ -103,13 +103,13 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _looks_binary(head: bytes, encoding: str) -> bool:
-    return b"\0" in head and not encoding.lower().replace("-", "").startswith(("utf16", "utf32"))
-
-
-def _binary(path: Path, size: int) -> Removal:
-    log.warning("%s looks binary (NUL bytes near its start): skipped. If it is UTF-16 text, set read.encoding", path)
-    return Removal(str(path), "read", "binary_file", "NUL bytes in the first 8 KiB", nbytes=size)
+def _binary(path: Path, head: bytes, size: int, cfg: ReadConfig) -> Removal | None:
+    """The read-stage ``Removal`` of a binary file (and its warning), or None for text."""
+    reason = binary_reason(head, cfg.encoding, hint="read.encoding")
+    if reason is None:
+        return None
+    skip_binary(path, reason, "pass text files, or set read.encoding=<encoding> if it is text in another encoding")
+    return Removal(str(path), "read", "binary_file", reason, nbytes=size)
 
 
 def iter_records(inputs: list[Path | str], cfg: ReadConfig, on_bytes: ByteCounter | None = None) -> Iterator[Record]:
@@ -139,8 +139,9 @@ def _read_whole(path: Path, cfg: ReadConfig, count: ByteCounter) -> Removal | tu
     except (OSError, EOFError) as e:
         return Removal(str(path), "read", "unreadable_file", str(e)[:200])
     count(path.stat().st_size)
-    if _looks_binary(raw[:SNIFF_BYTES], cfg.encoding):
-        return _binary(path, len(raw))
+    binary = _binary(path, raw[:SNIFF_BYTES], len(raw), cfg)
+    if binary is not None:
+        return binary
     text, bad = decode(raw, cfg.encoding)
     return raw, text, bad
 
@@ -177,9 +178,9 @@ def _iter_jsonl(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Rec
     problems = 0
     try:
         with _open(path) as f:
-            head = f.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(f, "peek") else b""
-            if _looks_binary(head, cfg.encoding):
-                yield _binary(path, path.stat().st_size)
+            binary = _binary(path, read_head(f), path.stat().st_size, cfg)
+            if binary is not None:
+                yield binary
                 return
             for lineno, raw in enumerate(f, start=1):
                 count(len(raw))
