@@ -6,7 +6,8 @@ it starts from the same weights, reads the same batches and (in fp32) produces t
 
 - data: ``build_datamodule(cfg.data)`` — the ShardDataModule's train stream (or ``RandomTokens``);
 - model: ``GPT(build_model_config(...))`` after ``torch.manual_seed(cfg.seed)``, compiled in place if asked;
-- optimizer: ``build_adamw`` with ``cfg.optim`` (fused or foreach); schedule: ``WarmupCosine`` in ``LambdaLR``,
+- optimizer and schedule: ``cfg.optim`` / ``cfg.scheduler`` built as the module builds them (AdamW, fused or
+  foreach; ``WarmupCosine`` in ``LambdaLR``),
   stepped per optimizer step; clipping: ``clip_grad_norm_`` at ``trainer.gradient_clip_val``;
 - precision as Lightning applies it: ``bf16-mixed`` = autocast around the forward (cache off, like Lightning's
   plugin, so both do the same casts); ``bf16-true`` = weights cast to bf16 and bf16 as the default dtype during
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.timing import StepTimer
 from scratchllm.model import GPT
-from scratchllm.training.optim import WarmupCosine, build_adamw
+from scratchllm.training.module import build_part
 from scratchllm.training.run import build_datamodule, build_model_config
 
 
@@ -67,21 +68,20 @@ def train_plain(cfg: DictConfig, timer: StepTimer, device: str = "cpu") -> GPT:
         model.compile()
     model.train()
 
-    o = OmegaConf.to_container(cfg.optim, resolve=True)
-    optimizer = build_adamw(model, lr=o["lr"], weight_decay=o.get("weight_decay", 0.1),
-                            betas=o.get("betas", (0.9, 0.95)), eps=o.get("eps", 1e-8), fused=o.get("fused"))
-    s = cfg.scheduler
+    # the same optimizer and schedule the template builds: the configs are _partial_ targets (conf/optim/, scheduler/)
     max_steps = int(cfg.trainer.max_steps)
-    schedule = WarmupCosine(warmup_steps=int(s.warmup_steps), total_steps=int(s.get("total_steps") or max_steps),
-                            min_lr_ratio=float(s.min_lr_ratio), decay=str(s.decay))
+    optimizer = build_part("optim", OmegaConf.to_container(cfg.optim, resolve=True))(model)
+    schedule = build_part("scheduler", {**OmegaConf.to_container(cfg.scheduler, resolve=True),
+                                        "total_steps": int(cfg.scheduler.get("total_steps") or max_steps)})()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     clip = cfg.trainer.get("gradient_clip_val")
 
     batches = iter(datamodule.train_dataloader())
     timer.begin()
     for _ in range(max_steps):
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        batch = next(batches)
+        x = batch["input_ids"].to(device, non_blocking=True)
+        y = batch["labels"].to(device, non_blocking=True)
         with forward_context(precision, device):
             _, loss = model(x, y)
         loss.backward()

@@ -38,7 +38,7 @@ class _Pool(IterableDataset):
 
 
 class RandomTokens(L.LightningDataModule):
-    """An endless stream of (x, y) batches of random ids; y is x shifted by one like real windows.
+    """An endless stream of {input_ids, labels} batches of random ids; labels are the ids shifted by one like real windows.
 
     ``corpus`` is accepted and ignored: the run driver reads ``data.corpus`` for its hyper-parameter log."""
 
@@ -52,7 +52,7 @@ class RandomTokens(L.LightningDataModule):
         self._batches = []
         for _ in range(pool):
             ids = torch.randint(0, vocab_size, (self.batch_size, self.context_length + 1), generator=g)
-            self._batches.append((ids[:, :-1].contiguous(), ids[:, 1:].contiguous()))
+            self._batches.append({"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()})
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Pool(self._batches), batch_size=None, pin_memory=torch.cuda.is_available())

@@ -87,7 +87,9 @@ def _lexer_hint(arg: str) -> str:
     key, _, value = arg.partition("=")
     if not value:
         return f"cannot read the override {arg!r}: write it as key=value"
-    return (f"cannot read the override {arg!r}: quote the value, e.g. '{key}=\"{value}\"' (spaces, commas, "
+    # the shell must pass the quotes through to Hydra: single quotes around the whole, unless the value has one
+    quoted = f"'{key}=\"{value}\"'" if "'" not in value else f'"{key}=\\"{value}\\""'
+    return (f"cannot read the override {arg!r}: quote the value, e.g. {quoted} (spaces, commas, "
             "accents and other non-ASCII characters, quotes and brackets need quotes)")
 
 

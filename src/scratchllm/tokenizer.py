@@ -127,22 +127,10 @@ def _tokenizer_for_show(spec: str, text: str) -> tuple[Any, str]:
 
 
 def _tokenizer_from_checkpoint(path: str) -> Any:
-    import torch
-
-    from scratchllm.errors import CheckpointError
+    from scratchllm import checkpoint
     from scratchllm.tokenizers import tokenizer_from_dict
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise CheckpointError(f"cannot read checkpoint {p} ({type(e).__name__}); is it a training checkpoint?") from e
-    config = (ckpt.get("hyper_parameters") or {}).get("tokenizer_config") if isinstance(ckpt, dict) else None
-    if not config:
-        raise CheckpointError(f"checkpoint {p} stores no tokenizer_config; it was not written by scratchllm.train")
-    return tokenizer_from_dict(config)
+    return tokenizer_from_dict(checkpoint.stored_tokenizer(Path(path).expanduser()))
 
 
 def show_command(argv: Sequence[str]) -> int:

@@ -23,6 +23,11 @@ from scratchllm.data.windows import (
 )
 from scratchllm.errors import DataError
 
+
+def _xy(batch):
+    """A batch dict as (inputs, labels)."""
+    return batch["input_ids"], batch["labels"]
+
 T, STRIDE, B = 8, 4, 4
 N_WINDOWS = 48  # 4 slots x 12 windows = 3 batches of 4 per slot per epoch
 N_TOKENS = (N_WINDOWS - 1) * STRIDE + T + 1
@@ -42,7 +47,7 @@ def _stream(sources, **kw) -> TrainWindowStream:
 
 
 def _starts(batches) -> list[int]:
-    return [int(v) for x, _ in batches for v in x[:, 0]]
+    return [int(v) for batch in batches for v in batch["input_ids"][:, 0]]
 
 
 def test_window_count() -> None:
@@ -72,7 +77,7 @@ def test_seeded_order() -> None:
 
 
 def test_batches_shapes_and_shift(shard) -> None:
-    x, y = next(iter(_stream([shard])))
+    x, y = _xy(next(iter(_stream([shard]))))
     assert x.shape == y.shape == (B, T) and x.dtype == y.dtype == torch.int64
     assert torch.equal(x[:, 1:], y[:, :-1]) and torch.equal(y[:, -1], x[:, -1] + 1)
     assert torch.equal(x - x[:, :1], torch.arange(T).expand(B, T))  # contiguous token runs
@@ -85,7 +90,7 @@ def test_stream_is_infinite_and_epochs_reshuffle(shard) -> None:
     assert sorted(e0) == sorted(e1) == list(range(0, N_WINDOWS * STRIDE, STRIDE))
     assert e0 != e1
     again = list(itertools.islice(iter(_stream([shard])), 5))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, batches))  # reproducible with the seed
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(again, batches))  # reproducible with the seed
 
 
 def test_slot_sequence_matches_pure_function(shard) -> None:
@@ -125,7 +130,7 @@ def test_resume_two_workers(shard, k: int) -> None:
     resumed_stream = _stream([shard], batches_served=k)
     resumed = list(itertools.islice(iter(DataLoader(resumed_stream, batch_size=None, num_workers=2)), 6))
     assert _starts(resumed) == _starts(fresh[k:])
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(resumed, fresh[k:]))
+    assert all(torch.equal(a["labels"], b["labels"]) for a, b in zip(resumed, fresh[k:]))
 
 
 def test_windows_cross_shard_boundaries(tmp_path) -> None:
@@ -135,7 +140,7 @@ def test_windows_cross_shard_boundaries(tmp_path) -> None:
         write_shard(p, np.arange(a, b), tokenizer="test", vocab_size=100)
         paths.append(p)
     stream = TrainWindowStream(paths, context_length=T, batch_size=window_count(40, T, 1), stride=1, seed=0)
-    x, y = next(iter(stream))
+    x, y = _xy(next(iter(stream)))
     assert sorted(x[:, 0].tolist()) == list(range(window_count(40, T, 1)))
     assert torch.equal(x - x[:, :1], torch.arange(T).expand_as(x)) and torch.equal(y, x + 1)
 
@@ -145,7 +150,7 @@ def test_stream_pickles_without_data(shard) -> None:
     next(iter(stream))  # opens the memory map
     blob = pickle.dumps(stream)
     assert len(blob) < 5000
-    assert torch.equal(next(iter(pickle.loads(blob)))[0], next(iter(stream))[0])
+    assert torch.equal(next(iter(pickle.loads(blob)))["input_ids"], next(iter(stream))["input_ids"])
 
 
 def test_too_little_data(shard) -> None:
@@ -158,13 +163,13 @@ def test_too_little_data(shard) -> None:
 def test_val_windows(shard) -> None:
     full = ValWindows([shard], context_length=T)
     assert len(full) == window_count(N_TOKENS, T, T)
-    x, y = full[3]
+    x, y = _xy(full[3])
     assert x.shape == (T,) and x.dtype == torch.int64 and int(x[0]) == 3 * T and torch.equal(y, x + 1)
     capped = ValWindows([shard], context_length=T, max_windows=5)
-    starts = [int(capped[i][0][0]) for i in range(len(capped))]
+    starts = [int(capped[i]["input_ids"][0]) for i in range(len(capped))]
     assert len(capped) == 5 and starts[0] == 0 and starts[-1] == (len(full) - 1) * T
     assert len(set(starts)) == 5 and starts == sorted(starts)
     gaps = np.diff(starts) // T
     assert gaps.max() - gaps.min() <= 1  # evenly spaced
     batch = next(iter(DataLoader(full, batch_size=4)))
-    assert batch[0].shape == (4, T)
+    assert batch["input_ids"].shape == (4, T)

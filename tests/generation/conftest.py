@@ -49,7 +49,7 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder laid out like a training run's: ``logs/train/runs/r/checkpoints/last.ckpt`` written by a real
     Lightning ``Trainer`` after one optimizer step of a tiny char model (the checkpoint format generation reads)."""
     import lightning as L
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     from scratchllm.tokenizers import CharTokenizer
     from scratchllm.training.module import GPTLitModule
@@ -64,7 +64,7 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tokenizer_config=tokenizer.to_dict(),
     )
     data = torch.randint(0, tokenizer.vocab_size, (4, 17))
-    loader = DataLoader(TensorDataset(data[:, :-1], data[:, 1:]), batch_size=4)
+    loader = DataLoader([{"input_ids": data[:, :-1], "labels": data[:, 1:]}], batch_size=None)  # one batch dict
     trainer = L.Trainer(
         max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=str(root),

@@ -11,7 +11,7 @@ from torch import nn
 
 from scratchllm.generation import decode_session, generate
 from scratchllm.generation.fastpath import DecodeShortcuts, decode_shortcuts
-from scratchllm.model import GPT
+from scratchllm.model import GPT, convert
 
 
 def test_only_the_last_position_is_scored_and_it_is_unchanged(tiny_model: Callable[..., GPT]) -> None:
@@ -146,3 +146,65 @@ def test_decode_session_repacks_weights_that_changed(tiny_model: Callable[..., G
         if session._pack_ok:
             assert session._packed[layer] is not stale  # remade from the changed weight
     assert inside == generate(model, prompt, 8, temperature=0)  # the same as without any packed copy kept
+
+
+# ------------------------------------------------------------------------------- converted linears (model.linear)
+class CountingLinear(nn.Linear):
+    """A converter's own linear (a subclass with its own forward): the shortcuts must not replace that forward."""
+
+    calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CountingLinear.calls += 1
+        return super().forward(x)
+
+
+class CountingWeight(torch.Tensor):
+    """A tensor-subclass weight inside a plain ``nn.Linear`` (how torchao quantizes): its F.linear must run."""
+
+    linear_calls = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func is not F.linear:
+            return super().__torch_function__(func, types, args, kwargs or {})
+        cls.linear_calls += 1
+        with torch._C.DisableTorchFunctionSubclass():  # a plain tensor out, as a quantized kernel gives
+            return func(*args, **(kwargs or {}))
+
+
+def _counting_linear(linear: nn.Linear) -> nn.Linear:
+    new = CountingLinear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+    new.load_state_dict(linear.state_dict())
+    return new.to(linear.weight.dtype)
+
+
+def _greedy_without_shortcuts(model: GPT, prompt: list[int], n: int) -> list[int]:
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+    return ids[len(prompt) :]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_converted_linears_keep_their_own_forward(tiny_model: Callable[..., GPT], dtype: torch.dtype) -> None:
+    from tests.model.test_model_linear import Int8Linear
+
+    model = tiny_model().to(dtype)
+    assert convert(model, _counting_linear, filter=["mlp.fc"]) == ["blocks.0.mlp.fc", "blocks.1.mlp.fc"]
+    assert convert(model, Int8Linear, filter=["lm_head"]) == ["lm_head"]
+    qkv = model.blocks[1].attn.qkv
+    qkv.weight = nn.Parameter(qkv.weight.detach().as_subclass(CountingWeight))
+    converted = {model.blocks[0].mlp.fc, model.blocks[1].mlp.fc, model.lm_head, qkv}
+    plain = {m for m in model.modules() if type(m) is nn.Linear} - converted
+    assert len(plain) == 5  # 2 × attn.proj, 2 × mlp.proj, blocks.0.attn.qkv
+
+    CountingLinear.calls = CountingWeight.linear_calls = 0
+    with decode_session(model) as session:
+        assert set(session.linears) == plain
+        tokens = generate(model, [1, 2, 3], 8, temperature=0)
+        assert not set(session._packed) & converted  # only plain float weights are packed
+    assert CountingLinear.calls >= 2 * 8 and CountingWeight.linear_calls >= 8 and model.lm_head.calls >= 8
+    if dtype == torch.float32:  # bf16: packed and unpacked products may round a near-tie differently
+        assert tokens == _greedy_without_shortcuts(model, [1, 2, 3], 8)

@@ -3,7 +3,7 @@
     from scratchllm.data import ShardDataModule, ShakespearePlays
     dm = ShardDataModule(ShakespearePlays(), tokenizer="char", context_length=256)
     dm.prepare_data(); dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))  # {"input_ids", "labels"}
 
 ``ShardDataModule`` and the window datasets are imported lazily so that using shards or corpora (e.g. in
 ``python -m scratchllm.prepare``) imports neither Lightning nor torch.

@@ -121,16 +121,17 @@ class _Tokens:
         return out
 
 
-def _split(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(windows: np.ndarray) -> dict[str, torch.Tensor]:
+    """A batch as objectives read it: ``input_ids`` and ``labels`` (the same window shifted by one token)."""
     t = torch.from_numpy(windows)
-    return t[..., :-1].contiguous(), t[..., 1:].contiguous()
+    return {"input_ids": t[..., :-1].contiguous(), "labels": t[..., 1:].contiguous()}
 
 
 # ----------------------------------------------------------------------------------------- train stream
 
 
 class TrainWindowStream(IterableDataset):
-    """Infinite stream of ``(x, y)`` batches, each ``(batch_size, context_length)`` int64.
+    """Infinite stream of ``{input_ids, labels}`` batches, each ``(batch_size, context_length)`` int64.
 
     Use with ``DataLoader(stream, batch_size=None)``: the stream batches itself, so every worker's batches
     are whole runs of its own windows (what makes the resume arithmetic exact).
@@ -171,7 +172,7 @@ class TrainWindowStream(IterableDataset):
         """Window indices (not offsets) slot ``slot`` of ``n_slots`` serves in ``epoch``."""
         return epoch_permutation(self.n_windows, self.seed, epoch)[slot::n_slots]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker_id, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         # A fresh DataLoader iterator always asks worker 0 first. After k consumed batches the next batch
@@ -230,6 +231,6 @@ class ValWindows(Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         start = self.starts[int(i)]
         return _split(self.tokens.windows(np.array([start]), self.context_length + 1)[0])

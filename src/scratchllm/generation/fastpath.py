@@ -13,6 +13,9 @@ one multiply-add, so the time per token is the time to stream the weights from m
    So while a step runs, each CPU ``nn.Linear`` that receives exactly one row computes ``addmv(bias, W, x)``:
    the same function, one fused kernel, full memory bandwidth. Inputs with more rows (a prefill) take the
    normal path. In float32 both kernels run at the same speed; the swap is harmless there.
+   Only *plain float* linears are swapped (``model.linear.is_plain_float_linear``): a module a converter made
+   (int8/int4 weights, a tensor-subclass weight, an adapter) keeps its own forward; a plain linear an adapter
+   wraps is still plain and still takes the shortcut.
    In bfloat16, when oneDNN offers it, a one-row input goes one step further: the weight is re-laid out once per
    generation into oneDNN's blocked format (``_reorder_linear_weight``, ~90 ms for GPT-2 small) and multiplied
    with ``_linear_pointwise``, which streams that layout ~1.3× faster than ``addmv`` on this CPU (the 50304×768
@@ -48,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.model.linear import is_plain_float_linear
+
 
 class DecodeShortcuts:
     """Use as ``with shortcuts:`` around each model call of one generation (module doc).
@@ -63,7 +68,7 @@ class DecodeShortcuts:
         self.head = head if isinstance(head, nn.Module) and not compiled else None
         self.linears = [] if compiled else [
             m for m in model.modules()
-            if type(m) is nn.Linear and m.weight.device.type == "cpu" and "forward" not in m.__dict__
+            if is_plain_float_linear(m) and m.weight.device.type == "cpu" and "forward" not in m.__dict__
         ]
         self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._packed: dict[nn.Linear, torch.Tensor] = {}  # oneDNN-blocked bf16 weights, made on first use

@@ -2,10 +2,10 @@
 
 Two kinds of checkpoint reach generation:
 
-- a **Lightning checkpoint** written by training (``logs/train/**/checkpoints/*.ckpt``). It carries everything
-  needed: the ``ModelConfig`` as a plain dict in ``hyper_parameters["model"]``, the tokenizer's ``to_dict()`` in
-  ``hyper_parameters["tokenizer_config"]`` and the weights in ``state_dict`` under ``model.`` (the attribute of
-  ``GPTLitModule`` that holds the ``GPT``). ``ckpt_path=last`` picks the newest ``last.ckpt`` under the log folder.
+- a **training checkpoint** (``logs/train/**/checkpoints/*.ckpt``), read, verified and described by
+  ``scratchllm.checkpoint`` (the one module that loads checkpoints): the model config and the tokenizer's
+  ``to_dict()`` come from its metadata, the weights from its ``state_dict``. ``ckpt_path=last`` picks the newest
+  ``last.ckpt`` under the log folder; a run folder means its ``checkpoints/last.ckpt``.
 - a **Hugging Face folder** (``config.json`` + safetensors), read by ``scratchllm.interop.hf.load_hf``. It names
   no tokenizer in a form we can trust offline, so we infer one from the vocabulary: 50,257 ids is GPT-2's BPE.
 
@@ -14,57 +14,28 @@ node is the training config group (``tokenizer=gpt2|char|bpe|cl100k``) plus ``pa
 read from (``tokenizer_override``). A char vocabulary depends on the training data, so ``tokenizer=char`` alone
 cannot rebuild it; it needs the data cache's ``tokenizer.json`` or the training checkpoint.
 
-Why ``weights_only=True``: a ``.ckpt`` is a pickle, and unpickling an arbitrary file can run arbitrary code.
-The restricted unpickler only rebuilds tensors and plain containers, which is all our checkpoints hold (training
-saves plain dicts on purpose). A file that needs more than that is not one of ours and is refused.
-
-Nothing here imports Lightning: loading a checkpoint for generation costs one ``torch.load``.
+Nothing here imports Lightning: loading a checkpoint for generation costs one ``torch.load`` (weights only).
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from scratchllm import checkpoint
 from scratchllm.errors import CheckpointError, ConfigError, DataError
 from scratchllm.model import GPT, ModelConfig
 from scratchllm.tokenizers import GPT2Tokenizer, Tokenizer, build_tokenizer, load_tokenizer, tokenizer_from_dict
 
 GPT2_VOCAB = 50257
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-# Prefixes a state_dict key may carry in front of the GPT's own parameter names: the LightningModule attribute,
-# and torch.compile's wrapper when a model was compiled out of place.
-_KEY_PREFIXES = ("model._orig_mod.", "model.")
 
 
 # ------------------------------------------------------------------------------------------- resolution
-def resolve_checkpoint(path: str | Path | None, log_dir: str | Path = "logs") -> Path:
-    """``last`` → the newest ``**/checkpoints/last*.ckpt`` under ``log_dir``; otherwise a file or folder that
-    must exist. Raises ``CheckpointError`` naming the path and the ``ckpt_path=last`` alternative."""
-    if path in (None, "", "null"):
-        raise CheckpointError(
-            "no checkpoint given; pass ckpt_path=<file.ckpt or Hugging Face folder>, or ckpt_path=last for the "
-            "newest training run"
-        )
-    if str(path) == "last":
-        found = sorted(Path(log_dir).glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise CheckpointError(
-                f"ckpt_path=last but no checkpoints/last.ckpt exists under {log_dir}; train a model first or pass "
-                f"ckpt_path=<file.ckpt or Hugging Face folder>"
-            )
-        return found[-1]
-    resolved = Path(path).expanduser()
-    if not resolved.exists():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; pass an existing .ckpt file or Hugging Face folder, or "
-            f"ckpt_path=last for the newest training run"
-        )
-    return resolved
+# The one rule (scratchllm.checkpoint.resolve), under the name generation has always exported.
+resolve_checkpoint = checkpoint.resolve
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -141,50 +112,18 @@ def _load_hf_folder(folder: Path) -> tuple[GPT, Tokenizer | None]:
     return model, GPT2Tokenizer() if model.config.vocab_size == GPT2_VOCAB else None
 
 
-def _read_checkpoint(file: Path) -> dict[str, Any]:
-    not_ours = f"{file} is not a scratchllm training checkpoint"
-    fix = "pass a .ckpt written by training, a Hugging Face folder, or ckpt_path=last"
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if zipfile.is_zipfile(file):  # a torch.save file whose pickle needs more than tensors and containers
-            raise CheckpointError(
-                f"{not_ours}: it holds Python objects that weights_only loading refuses to unpickle; {fix}"
-            ) from err
-        raise CheckpointError(f"{not_ours}: torch.load cannot read it; {fix}") from err
-    except Exception as err:  # noqa: BLE001 - the restricted unpickler fails on foreign bytes in many ways
-        raise CheckpointError(f"{not_ours}: torch.load cannot read it ({type(err).__name__}); {fix}") from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{not_ours}: it has no state_dict; {fix}")
-    return ckpt
-
-
 def _load_lightning(file: Path) -> tuple[GPT, Tokenizer | None]:
-    ckpt = _read_checkpoint(file)
-    hparams = ckpt.get("hyper_parameters") or {}
-    model_dict = hparams.get("model") if isinstance(hparams, dict) else None
-    if not isinstance(model_dict, dict):
-        raise CheckpointError(
-            f"{file} has no hyper_parameters['model'] (the ModelConfig training stores); it was not written by "
-            f"scratchllm's training"
-        )
-    config = ModelConfig.from_dict(model_dict)
-    state = {}
-    for key, value in ckpt["state_dict"].items():
-        for prefix in _KEY_PREFIXES:
-            if key.startswith(prefix):
-                state[key[len(prefix):]] = value
-                break
-    model = GPT(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    ckpt = checkpoint.load(file)
+    meta = checkpoint.describe(ckpt, file)
+    model = GPT(ModelConfig.from_dict(meta.model))
+    missing, unexpected = model.load_state_dict(checkpoint.model_state(ckpt), strict=False)
     if missing or unexpected:
         shown = ", ".join((missing or unexpected)[:3])
         raise CheckpointError(
             f"{file}: the weights do not fit the stored model config ({'missing' if missing else 'unexpected'} "
             f"{shown}{' …' if len(missing or unexpected) > 3 else ''}); the checkpoint is damaged or not scratchllm's"
         )
-    tokenizer_config = hparams.get("tokenizer_config")
-    tokenizer = tokenizer_from_dict(dict(tokenizer_config)) if isinstance(tokenizer_config, dict) else None
+    tokenizer = tokenizer_from_dict(dict(meta.tokenizer)) if meta.tokenizer else None
     return model, tokenizer
 
 
@@ -234,8 +173,5 @@ def _read_tokenizer(path: str) -> Tokenizer:
         raise DataError(f"tokenizer.path={path} does not exist; pass a trained-BPE folder, a tokenizer.json, a data "
                         "cache folder holding one, or the training .ckpt")
     if where.suffix == ".ckpt":
-        config = (_read_checkpoint(where).get("hyper_parameters") or {}).get("tokenizer_config")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{path} stores no tokenizer; pass the data cache's tokenizer.json instead")
-        return tokenizer_from_dict(dict(config))
+        return tokenizer_from_dict(checkpoint.stored_tokenizer(where))
     return load_tokenizer(path)

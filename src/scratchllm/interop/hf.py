@@ -35,6 +35,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from scratchllm import checkpoint
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.interop.hf_tokenizer import save_hf_tokenizer
 from scratchllm.model import GPT, ModelConfig
@@ -312,7 +313,7 @@ class _Weights:
                 if file.suffix == ".safetensors":
                     self._open[file] = safe_open(str(file), framework="pt")
                 else:
-                    self._open[file] = torch.load(file, map_location="cpu", weights_only=True)
+                    self._open[file] = checkpoint.load_weights_file(file)
             except Exception as err:  # corrupt or truncated files: say which one
                 raise CheckpointError(f"cannot read {file} ({err}); the file is corrupt or not a checkpoint") from err
         return self._open[file]

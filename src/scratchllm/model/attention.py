@@ -29,6 +29,7 @@ from torch import nn
 from scratchllm.errors import InputError
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.layers import apply_rope
+from scratchllm.model.linear import make_linear
 
 
 class KVCache(nn.Module):
@@ -85,8 +86,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout_p = config.dropout
         # q, k and v come from one fused projection: [n_head | n_kv_head | n_kv_head] heads of head_dim each.
         qkv_width = (config.n_head + 2 * config.n_kv_head) * config.head_dim
-        self.qkv = nn.Linear(config.n_embd, qkv_width, bias=config.bias)
-        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.qkv = make_linear(config.n_embd, qkv_width, config.bias)
+        self.proj = make_linear(config.n_embd, config.n_embd, config.bias, residual=True)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.keep_attention = False  # explicit path only: store the last weights in ``last_attention``
         self.last_attention: torch.Tensor | None = None

@@ -5,7 +5,8 @@ One class builds GPT-2, Llama-style and everything in between; ``ModelConfig`` p
 Why the residual projections get a smaller init: each block *adds* its attention and MLP outputs to the residual
 stream, so with 2·n_layer additions of unit-scale noise the stream's variance grows with depth. GPT-2 scales the
 init std of the two output projections (``attn.proj``, ``mlp.proj``) by 1/√(2·n_layer) so the stream starts at the
-same scale however deep the model is.
+same scale however deep the model is. Those two are marked where they are built (``make_linear(..., residual=True)``),
+so the rule does not depend on what a module is called.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scratchllm.errors import InputError
 from scratchllm.model.attention import CausalSelfAttention, KVCache
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.layers import MLP, RMSNorm, build_norm, rope_cos_sin
+from scratchllm.model.linear import is_residual_projection, make_linear
 
 IGNORE_INDEX = -100
 
@@ -55,7 +57,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm_f = build_norm(config)
-        self.lm_head = nn.Linear(config.n_embd, padded, bias=False)
+        self.lm_head = make_linear(config.n_embd, padded, False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (Press & Wolf 2017): fewer parameters, and
             # rare tokens' input vectors get gradient from every output softmax.
@@ -67,10 +69,9 @@ class GPT(nn.Module):
     def reset_parameters(self) -> None:
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layer)
-        for name, module in self.named_modules():
+        for module in self.modules():
             if isinstance(module, nn.Linear):
-                is_residual = name.endswith("attn.proj") or name.endswith("mlp.proj")
-                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual else std)
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual_projection(module) else std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
@@ -137,8 +138,12 @@ class GPT(nn.Module):
     def make_caches(
         self, batch_size: int, max_len: int | None = None, *, dtype: torch.dtype | None = None
     ) -> list[KVCache]:
-        """One pre-allocated ``KVCache`` per block, on the model's device and dtype."""
-        ref = self.lm_head.weight
+        """One pre-allocated ``KVCache`` per block, in the activations' dtype and on their device.
+
+        The residual stream starts as the token embedding's output and every layer keeps its dtype (a converted
+        linear, e.g. int8 weights, returns its input's dtype), so the embedding tells what keys and values will be:
+        not a linear's weight, which a converter may have made integer or packed."""
+        ref = self.tok_emb.weight
         return [
             KVCache(
                 batch_size,

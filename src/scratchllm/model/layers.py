@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchllm.model.config import ModelConfig
+from scratchllm.model.linear import make_linear
 
 
 class RMSNorm(nn.Module):
@@ -78,8 +79,8 @@ class MLP(nn.Module):
         super().__init__()
         self.kind = config.mlp
         width = 2 * config.mlp_hidden if self.kind == "swiglu" else config.mlp_hidden
-        self.fc = nn.Linear(config.n_embd, width, bias=config.bias)
-        self.proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=config.bias)
+        self.fc = make_linear(config.n_embd, width, config.bias)
+        self.proj = make_linear(config.mlp_hidden, config.n_embd, config.bias, residual=True)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ class Throughput(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        tokens = batch[0].numel() * trainer.world_size
+        tokens = batch["input_ids"].numel() * trainer.world_size
         self.tokens_seen += tokens
         now = time.perf_counter()
         if self._last is not None:

@@ -1,12 +1,16 @@
-"""The LightningModule: next-token cross-entropy on a plain-torch ``GPT``, AdamW, warmup + cosine per step.
+"""The LightningModule: a plain-torch ``GPT`` trained by an objective, with the optimizer and schedule it is given.
 
 Everything Lightning lives here and in ``callbacks.py``; the model itself (``scratchllm.model``) never imports
-Lightning, so a trained ``module.model`` is an ordinary ``nn.Module``.
+Lightning, so a trained ``module.model`` is an ordinary ``nn.Module``. The module knows no particular loss: an
+objective (``scratchllm.training.objectives``, picked by ``objective=``) turns each batch dict into a loss and
+metrics; the optimizer and schedule arrive as configs of ``_partial_`` targets (``optim=``, ``scheduler=``), so
+their defaults live in conf/ alone.
 
-Validation perplexity is exp(mean token negative log-likelihood). We track that mean with a torchmetrics
-``MeanMetric`` weighted by token counts (exact across batches and DDP ranks) and exponentiate once per validation,
-rather than ``torchmetrics.text.Perplexity``, which softmaxes a full (B, T, V) copy of the logits — gigabytes at a
-50k vocabulary — and overflows to ``inf`` when one probability underflows.
+Validation values are means weighted by what the objective says they average over (tokens for the language-model
+loss). We track them with torchmetrics ``MeanMetric`` (exact across batches and DDP ranks) and exponentiate the
+mean token NLL once per validation for perplexity, rather than ``torchmetrics.text.Perplexity``, which softmaxes a
+full (B, T, V) copy of the logits — gigabytes at a 50k vocabulary — and overflows to ``inf`` when one probability
+underflows.
 """
 
 from __future__ import annotations
@@ -19,22 +23,41 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
 from torchmetrics.aggregation import MeanMetric
 
+from scratchllm import checkpoint as ckpt_lib
 from scratchllm.errors import CheckpointError
 from scratchllm.model import GPT, ModelConfig
-from scratchllm.model.gpt import IGNORE_INDEX
 from scratchllm.training.callbacks import log_this_step
-from scratchllm.training.optim import WarmupCosine, build_adamw
 
 # Fields that may differ between a checkpoint and the config it is resumed or loaded with.
 _SHAPE_NEUTRAL_FIELDS = {"name", "dropout", "attention"}
 
 
+# What a checkpoint written before objectives, optimizers and schedules were config targets implied.
+_LEGACY_TARGETS = {
+    "optim": "scratchllm.training.optim.build_adamw",
+    "scheduler": "scratchllm.training.optim.WarmupCosine",
+    "objective": "scratchllm.training.objectives.NextTokenLM",
+}
+
+
+def build_part(kind: str, config: Mapping[str, Any] | None) -> Any:
+    """Instantiate a ``_target_`` config (``_partial_`` ones come back as callables). ``total_steps: null`` and
+    keys of old checkpoints without a target are read as the defaults they stood for."""
+    from hydra.utils import instantiate
+
+    node = dict(config or {})
+    if "_target_" not in node:
+        node = {"_target_": _LEGACY_TARGETS[kind], **({"_partial_": True} if kind != "objective" else {}), **node}
+    return instantiate(node, _convert_="all")
+
+
 class GPTLitModule(L.LightningModule):
     """Train a ``GPT`` described by ``model`` (a ``ModelConfig`` as a plain dict).
 
-    ``optim``: AdamW settings (lr, weight_decay, betas, eps, fused). ``scheduler``: warmup_steps, min_lr_ratio,
-    decay and total_steps (the trainer's max_steps). ``tokenizer_config``: the tokenizer's ``to_dict()``, stored
-    in every checkpoint so generation can decode without the data it was trained on.
+    ``optim``: a ``_partial_`` config called with the model (conf/optim/). ``scheduler``: a ``_partial_`` config
+    whose result is an lr multiplier per step (conf/scheduler/); ``total_steps`` null = the trainer's max_steps.
+    ``objective``: the objective's config (conf/objective/; null = ``lm``). ``tokenizer_config``: the tokenizer's
+    ``to_dict()``, stored in every checkpoint so generation can decode without the data it was trained on.
     """
 
     def __init__(
@@ -45,6 +68,7 @@ class GPTLitModule(L.LightningModule):
         tokenizer_config: Mapping[str, Any] | None = None,
         compile: bool = False,
         seed: int = 0,
+        objective: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain containers only: checkpoints must load with torch.load(weights_only=True). logger=False: the run
@@ -54,6 +78,7 @@ class GPTLitModule(L.LightningModule):
                 "model": dict(model),
                 "optim": dict(optim),
                 "scheduler": dict(scheduler),
+                "objective": dict(objective) if objective else {"_target_": _LEGACY_TARGETS["objective"]},
                 "tokenizer_config": dict(tokenizer_config) if tokenizer_config else None,
                 "compile": bool(compile),
                 "seed": int(seed),
@@ -62,7 +87,9 @@ class GPTLitModule(L.LightningModule):
         )
         self.config = ModelConfig.from_dict(model)
         self.model = GPT(self.config)
-        self.val_nll = MeanMetric()
+        self.objective = build_part("objective", self.hparams.objective)
+        self.val_loss = MeanMetric()
+        self.val_metrics = torch.nn.ModuleDict()  # one MeanMetric per metric name the objective reports
         self.best_val_loss = math.inf
         self.micro_batches = 0  # training batches consumed (all accumulation micro-batches), saved in checkpoints
         self.restored_step: int | None = None  # the optimizer step a resumed checkpoint was at
@@ -78,27 +105,37 @@ class GPTLitModule(L.LightningModule):
         return self.model(idx, targets)
 
     # ----------------------------------------------------------------------------------------- steps
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        _, loss = self.model(x, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.objective(self.model, batch)
+        self.log("train/loss", out.loss, on_step=True, on_epoch=False, prog_bar=True)
+        if out.metrics and log_this_step(self.trainer):
+            for name, value in out.metrics.items():
+                self.log(f"train/{name}", value, on_step=True, on_epoch=False)
+        return out.loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        _, loss = self.model(x, y)
-        n_tokens = (y != IGNORE_INDEX).sum()
-        self.val_nll.update(loss.detach(), weight=n_tokens)
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        out = self.objective(self.model, batch)
+        self.val_loss.update(out.loss.detach(), weight=out.weight)
+        for name, value in out.metrics.items():
+            if name not in self.val_metrics:
+                self.val_metrics[name] = MeanMetric().to(self.device)
+            self.val_metrics[name].update(value.detach(), weight=out.weight)
 
     def on_validation_epoch_end(self) -> None:
-        if self.val_nll.update_count == 0:
+        if self.val_loss.update_count == 0:
             return
-        val_loss = self.val_nll.compute()  # already reduced over DDP ranks
-        self.val_nll.reset()
+        val_loss = self.val_loss.compute()  # already reduced over DDP ranks
+        self.val_loss.reset()
+        metrics = {name: metric.compute() for name, metric in self.val_metrics.items()}
+        for metric in self.val_metrics.values():
+            metric.reset()
         if self.trainer.sanity_checking:
             return
         self.log("val/loss", val_loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(val_loss))
+        if getattr(self.objective, "reports_perplexity", False):
+            self.log("val/ppl", torch.exp(val_loss))
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value)
         self.best_val_loss = min(self.best_val_loss, float(val_loss))
         self.log("hp/val_loss", self.best_val_loss)  # the HPARAMS-tab metric: best validation loss so far
 
@@ -148,34 +185,25 @@ class GPTLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        o = self.hparams.optim
-        optimizer = build_adamw(
-            self.model,
-            lr=o["lr"],
-            weight_decay=o.get("weight_decay", 0.1),
-            betas=o.get("betas", (0.9, 0.95)),
-            eps=o.get("eps", 1e-8),
-            fused=o.get("fused"),
-        )
-        s = self.hparams.scheduler
-        total = s.get("total_steps") or self.trainer.max_steps
-        schedule = WarmupCosine(
-            warmup_steps=int(s.get("warmup_steps", 0)),
-            total_steps=int(total),
-            min_lr_ratio=float(s.get("min_lr_ratio", 0.1)),
-            decay=str(s.get("decay", "cosine")),
-        )
+        optimizer = build_part("optim", self.hparams.optim)(self.model)
+        scheduler = dict(self.hparams.scheduler)
+        if not scheduler.get("total_steps"):
+            scheduler["total_steps"] = self.trainer.max_steps
+        schedule = build_part("scheduler", scheduler)()
         lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
 
     # ---------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["scratchllm"] = {"micro_batches": self.micro_batches, "best_val_loss": self.best_val_loss}
+        objective = {"name": getattr(self.objective, "name", type(self.objective).__name__),
+                     "config": dict(self.hparams.objective)}
+        ckpt_lib.stamp(checkpoint, ckpt_lib.CheckpointMeta(
+            format=ckpt_lib.FORMAT, model=self.config.to_dict(), tokenizer=self.hparams.tokenizer_config,
+            objective=objective))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = (checkpoint.get("hyper_parameters") or {}).get("model")
-        if saved is not None:
-            check_same_shape(ModelConfig.from_dict(saved), self.config)
+        check_same_shape(ModelConfig.from_dict(ckpt_lib.describe(checkpoint).model), self.config)
         self.restored_step = int(checkpoint.get("global_step", 0))
         state = checkpoint.get("scratchllm") or {}
         self.micro_batches = int(state.get("micro_batches", 0))

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training.callbacks import Throughput
+from scratchllm.training.checkpoint_io import SafeCheckpointIO
 from scratchllm.threads import apply_threads
 from scratchllm.training.module import GPTLitModule
 from scratchllm.training.summary import run_summary
@@ -53,12 +54,21 @@ def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
     checkpoint file that must exist (the rule generation uses too, without Lightning)."""
     if ckpt_path in (None, "", "null"):
         return None
-    from scratchllm.generation.loading import resolve_checkpoint
+    from scratchllm import checkpoint
 
-    path = resolve_checkpoint(ckpt_path, log_dir)
+    path = checkpoint.resolve(ckpt_path, log_dir)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={ckpt_path} is not a checkpoint file; resume from a .ckpt file or last")
+    checkpoint.describe(checkpoint.load(path, verify=False, mmap=True), path)  # a look at its structure: one-line
+    log.info("resuming from %s", path)                                      # errors before Lightning starts
     return str(path)
+
+
+def _settings(node: DictConfig) -> dict[str, Any]:
+    """A config node's values without Hydra's ``_target_``/``_partial_`` keys (what HPARAMS should compare)."""
+    values = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(values, dict)
+    return {k: v for k, v in values.items() if not str(k).startswith("_")}
 
 
 def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_name: str) -> dict[str, Any]:
@@ -67,8 +77,9 @@ def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_n
         "model": model_config.to_dict(),
         "params": param_report(model_config).total,
         "tokenizer": tokenizer_name,
-        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
-        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True),
+        "optim": _settings(cfg.optim),
+        "scheduler": _settings(cfg.scheduler),
+        "objective": str(cfg.objective.get("_target_", "")).rsplit(".", 1)[-1],
         "data": {"batch_size": cfg.data.batch_size, "corpus": str(cfg.data.corpus.get("_target_", ""))},
         "trainer": {
             "precision": str(trainer.get("precision")),
@@ -106,6 +117,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=model_config.to_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        objective=OmegaConf.to_container(cfg.objective, resolve=True),
         tokenizer_config=tokenizer.to_dict(),
         compile=cfg.compile,
         seed=cfg.seed,
@@ -116,7 +128,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = _instantiate_dict(cfg.get("logger"))
     callbacks = _instantiate_dict(cfg.get("callbacks"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     plugins=[SafeCheckpointIO()])
     hparams = _hparams_for_logging(cfg, model_config, tokenizer.name)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
