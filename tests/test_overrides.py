@@ -49,6 +49,16 @@ def test_train_override_mistakes_name_the_fix(argv, fix):
         assert fix in message, message
 
 
+def test_missing_sweeper_plugin_names_the_install():
+    try:
+        import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the optuna extra is installed here")
+    assert "pip install hydra-optuna-sweeper" in _error("train", "-m", "hparams_search=optuna")
+
+
 def test_generate_and_prepare_keys_are_checked_too():
     assert "did you mean prompt=Hi?" in _error("generate", "promt=Hi")
     assert "did you mean max_new_tokens=5?" in _error("generate", "max_new_token=5")

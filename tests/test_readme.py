@@ -60,6 +60,7 @@ NEEDS = [
     ("<time>", ["trained"]),
     ("scratchllm.generate", ["trained"]),  # ckpt_path defaults to `last`
     ('load_for_generation("last"', ["trained"]),
+    ('checkpoint.resolve("last")', ["trained"]),
     ("prompts.txt", ["prompts"]),
 ]
 

@@ -238,9 +238,7 @@ def describe(checkpoint: Mapping[str, Any], file: str | Path = "checkpoint") -> 
             f"{file} has no model config (neither scratchllm_meta nor hyper_parameters['model']); it was not "
             f"written by scratchllm's training"
         )
-    tokenizer = hparams.get("tokenizer_config")
-    return CheckpointMeta(format=0, model=model, tokenizer=tokenizer if isinstance(tokenizer, dict) else None,
-                          objective={"name": "lm"})
+    return CheckpointMeta(format=0, model=model, tokenizer=_tokenizer_of(checkpoint), objective={"name": "lm"})
 
 
 def model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -257,7 +255,17 @@ def model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 def stored_tokenizer(path: str | Path) -> dict[str, Any]:
     """The tokenizer dict a training checkpoint file carries (for ``tokenizer.path=<file.ckpt>`` and the
     tokenizer CLI); ``CheckpointError`` when it has none."""
-    meta = describe(load(path), path)
-    if not meta.tokenizer:
+    tokenizer = _tokenizer_of(load(path, training=False))
+    if not tokenizer:
         raise CheckpointError(f"{path} stores no tokenizer; pass the data cache's tokenizer.json instead")
-    return dict(meta.tokenizer)
+    return dict(tokenizer)
+
+
+def _tokenizer_of(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The tokenizer dict in ``scratchllm_meta``, or where older checkpoints kept it (Lightning's hparams)."""
+    meta = checkpoint.get(META)
+    if isinstance(meta, dict) and "tokenizer" in meta:
+        return meta["tokenizer"]
+    hparams = checkpoint.get("hyper_parameters") or {}
+    tokenizer = hparams.get("tokenizer_config") if isinstance(hparams, dict) else None
+    return tokenizer if isinstance(tokenizer, dict) else None

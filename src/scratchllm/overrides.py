@@ -151,6 +151,11 @@ class _Checker:
         match = re.search(r"Could not find '([^']+)'", message)
         if not match:
             return None
+        plugin = re.fullmatch(r"hydra/(sweeper|launcher)/(\w+)", match.group(1))
+        if plugin:  # a recipe asked for a Hydra plugin that is not installed (hparams_search=optuna)
+            kind, name = plugin.groups()
+            extra = f" (scratchllm's extra: .venv/bin/pip install -e \".[{name}]\")" if name == "optuna" else ""
+            return (f"the Hydra {kind} plugin '{name}' is not installed: pip install hydra-{name}-{kind}{extra}")
         # the group is the key the user typed: 'tokenizer/tokenizers/my-32k' is a path given as a tokenizer
         # option, not an option of a group 'tokenizer/tokenizers'
         missing = match.group(1)

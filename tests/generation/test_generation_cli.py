@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scratchllm.generate import main
-from scratchllm.generation import generate
+from scratchllm.generation import SamplingConfig, generate
 from scratchllm.generation.loading import load_for_generation
 from scratchllm.generation.session import GenerateOptions, run_session
 from scratchllm.generation.text import encode_prompt
@@ -64,7 +64,7 @@ def test_interactive_answers_each_prompt_in_its_own_block(trained_root: Path, tr
 
 def test_interactive_refuses_a_bad_prompt_and_goes_on(trained_ckpt: Path) -> None:
     options = GenerateOptions(ckpt_path=str(trained_ckpt), interactive=True, echo_prompt=False, max_new_tokens=5,
-                              temperature=0, tokenizer={"path": None, "unknown": "error"})
+                              sampling=SamplingConfig(temperature=0), tokenizer={"path": None, "unknown": "error"})
     out, err = io.StringIO(), io.StringIO()
     run_session(options, stdin=io.StringIO("ROMEO:\nJULIET:\nwhat, ho!\n"), stdout=out, stderr=err)
     # no echo: continuations only, still one block each; JULIET's letters J, U, L, I, T are not in the vocabulary
@@ -94,7 +94,8 @@ class Recorder:
 
 def test_text_is_flushed_piece_by_piece(trained_ckpt: Path, tmp_path: Path) -> None:
     out, err = Recorder(), Recorder()
-    options = GenerateOptions(ckpt_path=str(trained_ckpt), prompt="ROMEO:", max_new_tokens=12, temperature=0)
+    options = GenerateOptions(ckpt_path=str(trained_ckpt), prompt="ROMEO:", max_new_tokens=12,
+                              sampling=SamplingConfig(temperature=0))
     run_session(options, stdout=out, stderr=err)  # type: ignore[arg-type]
     assert out.text() == "ROMEO:" + greedy_text(trained_ckpt, "ROMEO:", 12) + "\n"
     writes = [i for i, e in enumerate(out.events) if e]
@@ -119,6 +120,8 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
     [
         (("top_p=1.5",), "error: top_p must be in (0, 1]"),
         (("temperature=-1",), "error: temperature must be a number >= 0"),
+        (("seed=1.5",), "error: seed must be an integer"),
+        (("on_overflow=wrap",), "error: on_overflow='wrap' is not known; choose one of: slide, stop"),
         (("max_new_tokens=-3",), "error: max_new_tokens must be an integer >= 0"),
         (("dtype=float64",), "error: dtype='float64' is not supported"),
         (("top_k=5", "nucleus=0.9"), "error: nucleus"),  # the precheck's unknown-key line
@@ -179,6 +182,19 @@ def test_bfloat16_decoding_matches_a_bf16_model(
     assert code == 0, err
     assert out == "ROMEO:" + greedy_text(trained_ckpt, "ROMEO:", 10, dtype="bfloat16") + "\n"
     assert "in bfloat16" in err
+
+
+def test_flat_sampling_keys_sample_like_generate_with_that_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, trained_ckpt: Path
+) -> None:
+    keys = dict(temperature=1.5, top_k=10, top_p=0.95, repetition_penalty=1.3, seed=7, on_overflow="stop")
+    code, out, err = run_main(monkeypatch, capsys, f"ckpt_path={trained_ckpt}", "prompt=ROMEO:", "max_new_tokens=12",
+                              "echo_prompt=false", *(f"{k}={v}" for k, v in keys.items()))
+    assert code == 0, err
+    model, tokenizer = load_for_generation(trained_ckpt, device="cpu", dtype="float32")
+    ids = generate(model, encode_prompt(tokenizer, "ROMEO:"), 12, sampling=SamplingConfig(**keys),
+                   eot_id=tokenizer.eot_id)
+    assert out == tokenizer.decode(ids) + "\n" and out != greedy_text(trained_ckpt, "ROMEO:", 12) + "\n"
 
 
 def test_prompt_and_stop_read_backslash_escapes() -> None:

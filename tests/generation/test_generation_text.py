@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
-from scratchllm.generation import generate
+from scratchllm.generation import SamplingConfig, generate
 from scratchllm.generation.text import (
     IncrementalDecoder, StopStrings, TextStream, check_prompt_characters, encode_prompt,
 )
@@ -44,7 +44,7 @@ def run_text(script_text: str, stop: list[str], tokenizer=GPT2, use_cache: bool 
     prompt = tokenizer.encode("Once")
     model = ScriptedModel(tokenizer.encode(script_text), len(prompt), tokenizer.vocab_size)
     text = TextStream(model, tokenizer, prompt, len(tokenizer.encode(script_text)), stop=stop,
-                      sampling={"temperature": 0, "use_cache": use_cache})
+                      sampling=SamplingConfig(temperature=0, use_cache=use_cache))
     return list(text), text
 
 
@@ -70,7 +70,7 @@ def test_text_stream_of_a_real_model_equals_decoding_generate(tiny_model: Callab
     tokenizer = CharTokenizer([chr(c) for c in range(ord("A"), ord("A") + 64)], unknown="error")  # 64 ids
     model = tiny_model(vocab_size=64)
     prompt = tokenizer.encode("HELLO")
-    pieces = list(TextStream(model, tokenizer, prompt, 20, sampling={"temperature": 0}))
+    pieces = list(TextStream(model, tokenizer, prompt, 20, sampling=SamplingConfig(temperature=0)))
     assert "".join(pieces) == tokenizer.decode(generate(model, prompt, 20, temperature=0))
     assert len(pieces) == 20  # one piece per token: streamed, not printed at the end
 
@@ -79,7 +79,7 @@ def test_text_stream_of_a_real_model_equals_decoding_generate(tiny_model: Callab
 def run_tokens(script: list[int], stop: list[str], use_cache: bool = True) -> tuple[str, TextStream]:
     prompt = GPT2.encode("Once")
     text = TextStream(ScriptedModel(script, len(prompt)), GPT2, prompt, len(script), stop=stop,
-                      sampling={"temperature": 0, "use_cache": use_cache})
+                      sampling=SamplingConfig(temperature=0, use_cache=use_cache))
     return "".join(text), text
 
 
@@ -132,7 +132,7 @@ def test_end_of_text_stops_generation_and_is_not_printed() -> None:
     prompt = GPT2.encode("Once")
     script = GPT2.encode(" upon a time") + [GPT2.eot_id] + GPT2.encode(" never shown")
     model = ScriptedModel(script, len(prompt))
-    text = TextStream(model, GPT2, prompt, 50, sampling={"temperature": 0})
+    text = TextStream(model, GPT2, prompt, 50, sampling=SamplingConfig(temperature=0))
     assert "".join(text) == " upon a time"
     assert text.stats.new_tokens == 3  # the end-of-text token ends the stream and is not counted
 

@@ -1,12 +1,14 @@
 """Text generation with a trained GPT: sampling filters and a KV-cached decode loop.
 
 ``from scratchllm.generation import generate`` needs only the model; turning text into ids and back is the
-tokenizer's job. ``sampling`` holds the pure logits → token functions, ``generate`` the loop around the model.
+tokenizer's job. ``sampling`` holds the pure logits → token functions and ``SamplingConfig`` (every setting of how
+tokens are picked, with its defaults), ``generate`` the loop around the model.
 """
 
 from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.generate import generate, stream
 from scratchllm.generation.sampling import (
+    SamplingConfig,
     apply_repetition_penalty,
     apply_temperature,
     filter_logits,
@@ -17,6 +19,7 @@ from scratchllm.generation.sampling import (
 )
 
 __all__ = [
+    "SamplingConfig",
     "apply_repetition_penalty",
     "apply_temperature",
     "decode_session",

@@ -11,6 +11,10 @@ change once computed (causal attention: position i never looks at anything after
    computes one query, one key and one value per layer and attends to the cached keys. That is O(t) work per
    token instead of O(t²), at the price of memory for the keys and values (what GQA/MQA shrink).
 
+**Settings.** How tokens are picked (temperature, filters, seed, cache, overflow policy) is one
+``SamplingConfig`` (sampling.py), passed as ``sampling=``; keywords such as ``temperature=0.8`` change fields of
+it (of the default one when none is given), so there is a single set of defaults and a single code path.
+
 Cached and uncached decoding compute the same function; ``use_cache=False`` is kept as the reference path (the
 tests check that both give identical tokens).
 
@@ -50,32 +54,24 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.fastpath import DecodeShortcuts, shortcuts_for
-from scratchllm.generation.sampling import apply_repetition_penalty, sample_next, validate_sampling
+from scratchllm.generation.sampling import SamplingConfig, apply_repetition_penalty, sample_next
 
 Prompt = Union[Sequence[int], torch.Tensor]
 StopCallable = Callable[[list[int]], bool]
 Stop = Union[Sequence[Union[int, Sequence[int]]], StopCallable, None]
 
-OVERFLOW_CHOICES = ("slide", "stop")
-
 
 @dataclass(frozen=True)
 class _Settings:
-    temperature: float
-    top_k: int | None
-    top_p: float | None
-    min_p: float | None
-    repetition_penalty: float | None
-    use_cache: bool
+    sampling: SamplingConfig
     eot_id: int | None
-    on_overflow: str
     stop_sequences: tuple[tuple[int, ...], ...]
     stop_fn: StopCallable | None
 
@@ -86,16 +82,10 @@ def stream(
     prompt_ids: Prompt,
     max_new_tokens: int,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
+    sampling: SamplingConfig | None = None,
     stop: Stop = None,
     eot_id: int | None = None,
-    on_overflow: str = "slide",
+    **overrides: Any,
 ) -> Iterator[int]:
     """Yield the new token ids of one prompt (a list of ints or a 1-D tensor) one at a time.
 
@@ -106,12 +96,9 @@ def stream(
     rows, batched = _as_prompts(prompt_ids)
     if batched:
         raise InputError("stream() takes one prompt (a list of ints or a 1-D tensor); use generate() for a batch")
-    settings = _make_settings(
-        model, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, use_cache, stop, eot_id,
-        on_overflow,
-    )
+    settings = _make_settings(model, max_new_tokens, sampling, overrides, stop, eot_id)
     prompts = _prepare_prompts(model, rows, settings)
-    generator = _make_generator(model, seed)
+    generator = _make_generator(model, settings.sampling.seed)
     return (token for _, token in _stream_rows(model, prompts, max_new_tokens, settings, generator))
 
 
@@ -120,45 +107,28 @@ def generate(
     prompt_ids: Prompt | Sequence[Sequence[int]],
     max_new_tokens: int,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
+    sampling: SamplingConfig | None = None,
     stop: Stop = None,
     eot_id: int | None = None,
-    on_overflow: str = "slide",
+    **overrides: Any,
 ) -> list[int] | list[list[int]]:
     """Generate up to ``max_new_tokens`` new token ids and return them (the prompt is not included).
 
     prompt_ids: one prompt (list of ints or 1-D tensor) → ``list[int]``; a batch (list of lists, any lengths, or
         a 2-D tensor) → ``list[list[int]]`` in the same order.
-    temperature, top_k, top_p, min_p: see ``scratchllm.generation.sampling``; temperature 0 is greedy.
-    repetition_penalty: CTRL penalty (> 1 discourages tokens already in the prompt or the output).
-    seed: seeds a private ``torch.Generator``, so the output is reproducible and the global RNG untouched.
-    use_cache: KV-cached decoding (fast) or a full forward per token (the reference).
+    sampling: a ``SamplingConfig`` (temperature, top_k, top_p, min_p, repetition_penalty, seed, use_cache,
+        on_overflow); ``SamplingConfig()``'s defaults when None.
+    **overrides: any of those fields as a keyword (``temperature=0.8, top_k=50``), changing it in ``sampling``.
     stop: token-id sequences that end generation (an int is a one-token sequence), or a callable given the
         new tokens so far that returns True to stop.
     eot_id: the end-of-text id: generation stops when it is sampled, and an empty prompt starts from it.
-    on_overflow: "slide" or "stop" when the sequence outgrows ``model.config.context_length`` (module doc).
     """
     rows, batched = _as_prompts(prompt_ids)
     if not batched:
-        return list(
-            stream(
-                model, rows[0], max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                repetition_penalty=repetition_penalty, seed=seed, use_cache=use_cache, stop=stop, eot_id=eot_id,
-                on_overflow=on_overflow,
-            )
-        )
-    settings = _make_settings(
-        model, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, use_cache, stop, eot_id,
-        on_overflow,
-    )
+        return list(stream(model, rows[0], max_new_tokens, sampling=sampling, stop=stop, eot_id=eot_id, **overrides))
+    settings = _make_settings(model, max_new_tokens, sampling, overrides, stop, eot_id)
     prompts = _prepare_prompts(model, rows, settings)
-    generator = _make_generator(model, seed)
+    generator = _make_generator(model, settings.sampling.seed)
     context = model.config.context_length
     groups: dict[int, list[int]] = {}
     for i, prompt in enumerate(prompts):
@@ -235,33 +205,27 @@ def _parse_stop(stop: Stop) -> tuple[tuple[tuple[int, ...], ...], StopCallable |
 def _make_settings(
     model: nn.Module,
     max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    min_p: float | None,
-    repetition_penalty: float | None,
-    use_cache: bool,
+    sampling: SamplingConfig | None,
+    overrides: dict[str, Any],
     stop: Stop,
     eot_id: int | None,
-    on_overflow: str,
 ) -> _Settings:
     if not hasattr(model, "config") or not hasattr(model.config, "context_length"):
         raise ConfigError("generate needs a scratchllm GPT (a model with .config.context_length and make_caches)")
     if not _is_int(max_new_tokens) or int(max_new_tokens) < 0:
         raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    validate_sampling(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty
-    )
-    if on_overflow not in OVERFLOW_CHOICES:
-        raise ConfigError(f"on_overflow={on_overflow!r} is not known; choose one of: {', '.join(OVERFLOW_CHOICES)}")
+    if sampling is not None and not isinstance(sampling, SamplingConfig):
+        raise ConfigError(
+            f"sampling must be a SamplingConfig, got {type(sampling).__name__}; "
+            f"SamplingConfig.from_mapping(values) builds one from a dict"
+        )
+    config = (sampling or SamplingConfig()).replace(**overrides)  # the keywords are checked here, like the object
     vocab = model.config.vocab_size
     if eot_id is not None and (not _is_int(eot_id) or not 0 <= int(eot_id) < vocab):
         raise ConfigError(f"eot_id must be a token id in [0, {vocab}), got {eot_id!r}")
     sequences, fn = _parse_stop(stop)
     return _Settings(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-        use_cache=bool(use_cache), eot_id=None if eot_id is None else int(eot_id), on_overflow=on_overflow,
-        stop_sequences=sequences, stop_fn=fn,
+        sampling=config, eot_id=None if eot_id is None else int(eot_id), stop_sequences=sequences, stop_fn=fn
     )
 
 
@@ -282,7 +246,7 @@ def _prepare_prompts(model: nn.Module, rows: list[list[int]], settings: _Setting
                 f"prompt token id {bad[0]} is outside the model's vocabulary of {vocab}; "
                 f"the tokenizer and model.vocab_size must agree"
             )
-        if len(row) > context and settings.on_overflow == "stop":
+        if len(row) > context and settings.sampling.on_overflow == "stop":
             warnings.warn(
                 f"prompt of {len(row)} tokens is longer than model.context_length={context}; "
                 f"only its last {context} tokens are used",
@@ -338,14 +302,14 @@ def _decode_group(
     assert all(min(len(h), context) == window for h in histories), "a group must share one prompt length"
     device = _device(model)
     caches = None
-    if settings.use_cache:
+    if settings.sampling.use_cache:
         with _inference(model):
             caches = model.make_caches(len(prompts), max_len=min(context, window + max_new_tokens))
     cached = 0
     shortcuts = shortcuts_for(model)
     for step in range(max_new_tokens):
         if window > context:
-            if settings.on_overflow == "stop":
+            if settings.sampling.on_overflow == "stop":
                 warnings.warn(
                     f"generation stopped after {step} new tokens: the sequence reached "
                     f"model.context_length={context}; pass on_overflow='slide' to keep generating",
@@ -363,11 +327,11 @@ def _decode_group(
                 idx = torch.tensor([h[-window:] for h in histories], dtype=torch.long, device=device)
                 logits, _ = model(idx)
             logits = logits[:, -1, :]
-            if settings.repetition_penalty is not None:
-                logits = apply_repetition_penalty(logits, histories, settings.repetition_penalty)
+            s = settings.sampling
+            if s.repetition_penalty is not None:
+                logits = apply_repetition_penalty(logits, histories, s.repetition_penalty)
             tokens = sample_next(
-                logits, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                min_p=settings.min_p, generator=generator,
+                logits, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, generator=generator
             ).tolist()
         for history, token in zip(histories, tokens):
             history.append(token)

@@ -21,11 +21,17 @@ and returns new logits (or token ids); nothing is modified in place.
 Removed tokens get a logit of −∞, i.e. exactly zero probability after the softmax; the survivors are
 renormalised by that same softmax. Every filter keeps at least one token, and ties are broken towards the lower
 token id, so the kept set never depends on sort instability.
+
+``SamplingConfig`` gathers these settings (and the decode loop's ``seed``, ``use_cache``, ``on_overflow``) into
+one validated, serialisable object: the single place their defaults live, shared by ``generate``/``stream``, the
+CLI (``conf/generate.yaml`` spells the same keys flat) and anything else that generates.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -79,6 +85,62 @@ def validate_sampling(
     _check_top_p(top_p)
     _check_min_p(min_p)
     _check_penalty(repetition_penalty)
+
+
+OVERFLOW_CHOICES = ("slide", "stop")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How ``generate``/``stream`` pick tokens: everything except the prompt, the length and when to stop.
+
+    Checked when built, so a bad value fails before a model is loaded or a token is drawn; frozen, so one object
+    can serve many generations. ``conf/generate.yaml`` repeats these defaults as the CLI's flat keys
+    (``temperature=0.7 top_k=50``) and a test keeps the two equal.
+    """
+
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int | None = 200  # top_k / top_p / min_p / repetition_penalty: None turns it off
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None  # seeds a private generator (the global RNG is untouched); None = a fresh draw
+    use_cache: bool = True  # KV-cached decoding; False = a full forward per token (the reference path)
+    on_overflow: str = "slide"  # when the sequence outgrows the context: slide | stop (generate.py says how)
+
+    def __post_init__(self) -> None:
+        validate_sampling(
+            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+        )
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer (or null for a fresh draw), got {self.seed!r}")
+        if not isinstance(self.use_cache, bool):
+            raise ConfigError(f"use_cache must be true or false, got {self.use_cache!r}")
+        if self.on_overflow not in OVERFLOW_CHOICES:
+            raise ConfigError(
+                f"on_overflow={self.on_overflow!r} is not known; choose one of: {', '.join(OVERFLOW_CHOICES)}"
+            )
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "SamplingConfig":
+        """The settings found in ``values`` (a config node, a request); its other keys belong to someone else."""
+        return cls(**{name: values[name] for name in cls.names() if name in values})
+
+    def replace(self, **changes: Any) -> "SamplingConfig":
+        """A copy with ``changes`` applied (and checked); a name that is not a setting is a ``ConfigError``."""
+        unknown = [name for name in changes if name not in self.names()]
+        if unknown:
+            raise ConfigError(f"{unknown[0]!r} is not a sampling setting; the settings are: {', '.join(self.names())}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON/YAML-ready); ``from_mapping`` reads them back."""
+        return dataclasses.asdict(self)
 
 
 # ------------------------------------------------------------------------------------------------ filters

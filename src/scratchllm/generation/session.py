@@ -1,8 +1,9 @@
 """What ``python -m scratchllm.generate`` does once Hydra has composed its config: load once, then stream text.
 
 ``GenerateOptions`` is the config as a checked dataclass (every value validated before the model is loaded, so a
-typo costs no loading time); ``run_session`` loads the checkpoint and answers one prompt, or, with
-``interactive``, every line of stdin until EOF with the model kept in memory. Each answer is its prompt (with
+typo costs no loading time); the yaml's flat sampling keys (``temperature=0.7 top_k=50``) become its ``sampling``,
+a ``SamplingConfig`` whose defaults the yaml repeats. ``run_session`` loads the checkpoint and answers one prompt,
+or, with ``interactive``, every line of stdin until EOF with the model kept in memory. Each answer is its prompt (with
 ``echo_prompt``) and continuation; in interactive mode a blank line follows each one, so a file of prompts gives
 one readable block per prompt, and a prompt that cannot be encoded is reported on stderr and skipped.
 
@@ -30,9 +31,8 @@ import torch
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.fastpath import decode_session
-from scratchllm.generation.generate import OVERFLOW_CHOICES
 from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
-from scratchllm.generation.sampling import validate_sampling
+from scratchllm.generation.sampling import SamplingConfig
 from scratchllm.generation.text import TextStream, check_prompt_characters, encode_prompt, format_ids
 from scratchllm.threads import apply_threads, check_threads
 from scratchllm.tokenizers.char import UNKNOWN_CHOICES
@@ -48,24 +48,17 @@ def unescape(text: str) -> str:
 
 @dataclass
 class GenerateOptions:
-    """The fields of conf/generate.yaml (see there for what each one does)."""
+    """The fields of conf/generate.yaml (see there for what each one does); its sampling keys are ``sampling``."""
 
     ckpt_path: str = "last"
     prompt: str = ""
     max_new_tokens: int = 200
-    temperature: float = 0.8
-    top_k: int | None = 200
-    top_p: float | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    seed: int | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stop: list[str] = field(default_factory=list)
     interactive: bool = False
     echo_prompt: bool = True
     device: str = "auto"
     dtype: str = "float32"
-    use_cache: bool = True
-    on_overflow: str = "slide"
     tokenizer: Mapping[str, Any] | str | None = None
     threads: int | str | None = None  # conf/generate.yaml says auto; from Python, torch is left alone
     log_dir: str = "logs"
@@ -77,14 +70,8 @@ class GenerateOptions:
         self.prompt = "" if self.prompt is None else unescape(str(self.prompt))
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ConfigError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigError(f"seed must be an integer (or null for a fresh draw), got {self.seed!r}")
-        if self.on_overflow not in OVERFLOW_CHOICES:
-            raise ConfigError(f"on_overflow={self.on_overflow!r} is not known; choose one of: {', '.join(OVERFLOW_CHOICES)}")
-        validate_sampling(
-            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty,
-        )
+        if not isinstance(self.sampling, SamplingConfig):
+            raise ConfigError(f"sampling must be a SamplingConfig, got {type(self.sampling).__name__}")
         check_threads(self.threads)
         if self.unknown not in (None, *UNKNOWN_CHOICES):
             raise ConfigError(f"tokenizer.unknown={self.unknown!r} is not known; choose one of: "
@@ -105,16 +92,10 @@ class GenerateOptions:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GenerateOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def sampling(self) -> dict[str, Any]:
-        """The keyword arguments of ``scratchllm.generation.stream``."""
-        return dict(
-            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty, seed=self.seed, use_cache=self.use_cache,
-            on_overflow=self.on_overflow,
-        )
+        """The composed config, flat as the yaml has it: the sampling keys go to ``sampling``, the rest here."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"sampling"}
+        options = {k: v for k, v in values.items() if k in known}
+        return cls(sampling=SamplingConfig.from_mapping(values), **options)
 
 
 def run_session(
@@ -167,7 +148,7 @@ def _answer(
         print(note, file=stderr, flush=True)
     prompt_ids = encode_prompt(tokenizer, prompt)
     text = TextStream(model, tokenizer, prompt_ids, options.max_new_tokens, stop=options.stop,
-                      sampling=options.sampling())
+                      sampling=options.sampling)
     if options.echo_prompt and prompt:
         stdout.write(prompt if tokenizer is not None else format_ids(prompt_ids))
         stdout.flush()

@@ -24,6 +24,7 @@ from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.generate import stream
+from scratchllm.generation.sampling import SamplingConfig
 from scratchllm.tokenizers import CharTokenizer, Tokenizer
 
 REPLACEMENT = "\ufffd"
@@ -199,7 +200,7 @@ class TextStream:
     prompt_ids: list[int]
     max_new_tokens: int
     stop: Sequence[str] = ()
-    sampling: dict = field(default_factory=dict)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def __post_init__(self) -> None:
@@ -209,7 +210,7 @@ class TextStream:
         self._stops = StopStrings(list(self.stop))
         eot = self.tokenizer.eot_id if self.tokenizer is not None else None
         # Arguments are checked here, before the first token (stream validates eagerly).
-        self._tokens = stream(self.model, self.prompt_ids, self.max_new_tokens, eot_id=eot, **self.sampling)
+        self._tokens = stream(self.model, self.prompt_ids, self.max_new_tokens, sampling=self.sampling, eot_id=eot)
         self.stats.prompt_tokens = len(self.prompt_ids)
 
     def __iter__(self) -> Iterator[str]:

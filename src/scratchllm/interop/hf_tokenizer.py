@@ -150,9 +150,8 @@ def _bpe_json(tokenizer: TiktokenTokenizer) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- characters
 def _char_json(tokenizer: CharTokenizer) -> dict[str, Any]:
     vocab = {c: i for i, c in enumerate(tokenizer.chars)}
-    specials: dict[str, int] = {}
-    if tokenizer.unk_id is not None:
-        vocab[UNK_TOKEN] = specials[UNK_TOKEN] = tokenizer.unk_id
+    specials = dict(tokenizer.special_tokens)  # <unk> (unknown=replace) and any added chat markers
+    vocab.update(specials)
     return {
         "version": "1.0",
         "truncation": None,
@@ -199,7 +198,7 @@ def _special_tokens_map(tokenizer: Tokenizer) -> dict[str, Any]:
         found["bos_token"] = found["eos_token"] = ENDOFTEXT
     if isinstance(tokenizer, CharTokenizer) and tokenizer.unk_id is not None:
         found["unk_token"] = UNK_TOKEN
-    extra = [s for s in specials if s != ENDOFTEXT]
+    extra = [s for s in specials if s not in (ENDOFTEXT, UNK_TOKEN)]
     if extra:
         found["additional_special_tokens"] = extra
     return found

@@ -6,6 +6,7 @@ from scratchllm.model.gpt import GPT, IGNORE_INDEX
 from scratchllm.model.linear import convert, is_plain_float_linear, is_residual_projection, make_linear
 from scratchllm.model.presets import load_preset, preset_names
 from scratchllm.model.report import ParamReport, flops_per_token, param_report
+from scratchllm.model.vocab import grow_vocab
 
 __all__ = [
     "GPT",
@@ -16,6 +17,7 @@ __all__ = [
     "ParamReport",
     "convert",
     "flops_per_token",
+    "grow_vocab",
     "is_plain_float_linear",
     "is_residual_projection",
     "load_preset",

@@ -5,7 +5,9 @@ A trained BPE is nothing but three things, and that is all we store:
 - the tokens in rank order (rank = id). Ids 0..255 are the 256 single bytes, so any text round-trips; each
   later token is a merge of two earlier ones, and encoding applies merges lowest rank first;
 - the pre-tokenisation regex (default: GPT-4's), which cuts text into pieces that merges never cross;
-- the special tokens (at least ``<|endoftext|>``), with ids after the merges.
+- the special tokens (at least ``<|endoftext|>``), with ids after the merges. Special tokens added later
+  (``add_special_tokens``, e.g. chat markers) come after those; they are stored beside the trained vocabulary
+  (``added_special_tokens``), outside its fingerprint, so the trained folder it came from still matches.
 
 On disk (``python -m scratchllm.tokenizer train ... output=DIR``) that is tiktoken's own format, readable by any
 tiktoken user::
@@ -34,7 +36,8 @@ import tiktoken
 
 from scratchllm.errors import ConfigError, DataError
 from scratchllm.tokenizers.cl100k import CL100K_PATTERN
-from scratchllm.tokenizers.tiktoken_base import ENDOFTEXT, TiktokenTokenizer, format_ranks, parse_ranks
+from scratchllm.tokenizers.base import ADDED_KEY, ENDOFTEXT
+from scratchllm.tokenizers.tiktoken_base import TiktokenTokenizer, format_ranks, parse_ranks
 
 GPT4_PATTERN = CL100K_PATTERN  # the default split pattern for training
 RANKS_FILE = "vocab.tiktoken"
@@ -85,6 +88,7 @@ class BPETokenizer(TiktokenTokenizer):
         special_tokens: Mapping[str, int] | Sequence[str] = (ENDOFTEXT,),
         label: str = "bpe",
     ) -> None:
+        super().__init__()
         self.tokens = [bytes(t) for t in tokens]
         singles = {t for t in self.tokens if len(t) == 1}
         if len(singles) != 256:
@@ -122,16 +126,12 @@ class BPETokenizer(TiktokenTokenizer):
         return len(self.tokens)
 
     @property
-    def vocab_size(self) -> int:
+    def base_vocab_size(self) -> int:
         return max([len(self.tokens) - 1, *self._specials.values()]) + 1
 
     @property
-    def special_tokens(self) -> dict[str, int]:
+    def base_special_tokens(self) -> dict[str, int]:
         return dict(self._specials)
-
-    @property
-    def eot_id(self) -> int | None:
-        return self._specials.get(ENDOFTEXT)
 
     @property
     def fingerprint(self) -> str:
@@ -140,7 +140,7 @@ class BPETokenizer(TiktokenTokenizer):
         return self._fingerprint
 
     # ------------------------------------------------------------------------------ dict (checkpoints)
-    def to_dict(self) -> dict[str, Any]:
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.label,
@@ -152,7 +152,8 @@ class BPETokenizer(TiktokenTokenizer):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BPETokenizer":
-        """Rebuild from ``to_dict()`` (tokens embedded), checking the fingerprint when it is given."""
+        """Rebuild the trained vocabulary from ``to_dict()`` (tokens embedded), checking the fingerprint when it is
+        given. ``build_tokenizer(d)`` also restores the added special tokens, as for every tokenizer."""
         try:
             tokens = [base64.b64decode(t, validate=True) for t in str(d["tokens"]).split()]
         except (KeyError, binascii.Error, ValueError) as e:
@@ -186,6 +187,8 @@ class BPETokenizer(TiktokenTokenizer):
             "fingerprint": self.fingerprint,
             "training": dict(training or {}),
         }
+        if self._added:  # not covered by the fingerprint, which is the trained vocabulary's
+            meta[ADDED_KEY] = dict(self._added)
         (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return out
 
@@ -221,6 +224,7 @@ class BPETokenizer(TiktokenTokenizer):
         tok = cls(tokens, pattern=meta.get("pattern", GPT4_PATTERN),
                   special_tokens=meta.get("special_tokens", (ENDOFTEXT,)), label=meta.get("name", d.name))
         tok.check_fingerprint(meta.get("fingerprint"), f"the BPE tokenizer in {d}")
+        tok.add_special_tokens(meta.get(ADDED_KEY) or {})
         return tok
 
     def __repr__(self) -> str:

@@ -4,8 +4,9 @@ The vocabulary is the sorted set of characters of the *training* text. Text at g
 validation split) may contain characters never seen in training; ``unknown`` decides what happens:
 
 - ``"error"``: encoding raises ``InputError`` naming the unseen characters, so a typo in a prompt is loud;
-- ``"replace"``: one extra id, the last one, stands for ``<unk>``; it decodes to U+FFFD (the Unicode
-  replacement character) so decoded text keeps one character per id.
+- ``"replace"``: one extra id, right after the characters, stands for ``<unk>`` (a special token of the
+  vocabulary); it decodes to U+FFFD (the Unicode replacement character) so decoded text keeps one character
+  per id. Added special tokens (``add_special_tokens``) come after it.
 
 Encoding is vectorised with numpy (code points -> ``searchsorted`` in the sorted vocabulary) because
 tokenising a multi-megabyte corpus one dict lookup at a time would dominate data preparation.
@@ -31,11 +32,13 @@ def _codepoints(text: str) -> np.ndarray:
 
 
 class CharTokenizer(Tokenizer):
-    """One id per character of ``chars`` (in the given order), plus ``<unk>`` when ``unknown="replace"``."""
+    """One id per character of ``chars`` (in the given order), plus ``<unk>`` when ``unknown="replace"``.
+    ``encode_array`` (``encode_ordinary`` as a numpy array) is the fast path for whole corpora."""
 
     name = "char"
 
     def __init__(self, chars: Sequence[str], unknown: str = "error") -> None:
+        super().__init__()
         chars = list(chars)
         if unknown not in UNKNOWN_CHOICES:
             raise ConfigError(f"tokenizer.unknown={unknown!r} is not one of {list(UNKNOWN_CHOICES)}")
@@ -62,12 +65,16 @@ class CharTokenizer(Tokenizer):
         return cls(sorted(set(text)), unknown=unknown)
 
     @property
-    def vocab_size(self) -> int:
+    def base_vocab_size(self) -> int:
         return len(self._itos)
 
     @property
+    def base_special_tokens(self) -> dict[str, int]:
+        return {} if self.unk_id is None else {UNK_TOKEN: self.unk_id}
+
+    @property
     def unk_id(self) -> int | None:
-        """Id of ``<unk>`` (the last id) when ``unknown="replace"``, else None."""
+        """Id of ``<unk>`` (the id after the characters) when ``unknown="replace"``, else None."""
         return len(self.chars) if self.unknown == "replace" else None
 
     def encode_array(self, text: str) -> np.ndarray:
@@ -91,20 +98,17 @@ class CharTokenizer(Tokenizer):
                 )
         return ids
 
-    def encode(self, text: str) -> list[int]:
+    def encode_ordinary(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def _base_decode(self, ids: list[int]) -> str:
         n = len(self._itos)
-        try:
-            return "".join(self._itos[i] if 0 <= i < n else self._bad_id(i) for i in (int(i) for i in ids))
-        except TypeError as e:
-            raise InputError(f"token ids must be integers ({e})") from e
+        return "".join(self._itos[i] if 0 <= i < n else self._bad_id(i) for i in ids)
 
     def _bad_id(self, i: int) -> str:
         raise InputError(f"token id {i} is outside the char vocabulary (0..{self.vocab_size - 1})")
 
-    def to_dict(self) -> dict[str, Any]:
+    def _base_dict(self) -> dict[str, Any]:
         return {"name": self.name, "chars": "".join(self.chars), "unknown": self.unknown}
 
     def __repr__(self) -> str:

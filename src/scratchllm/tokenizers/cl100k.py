@@ -105,6 +105,7 @@ class Cl100kTokenizer(TiktokenTokenizer):
     name = "cl100k"
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__()
         self.path = None if path is None else str(path)
         self.encoding()  # fail now, with the fix, rather than at the first encode
 
@@ -112,12 +113,12 @@ class Cl100kTokenizer(TiktokenTokenizer):
         return cl100k_encoding(self.path)
 
     @property
-    def vocab_size(self) -> int:
+    def base_vocab_size(self) -> int:
         return CL100K_VOCAB_SIZE
 
     @property
     def n_ranks(self) -> int:
         return CL100K_N_RANKS
 
-    def to_dict(self) -> dict[str, Any]:
+    def _base_dict(self) -> dict[str, Any]:
         return {"name": self.name} if self.path is None else {"name": self.name, "path": self.path}

@@ -1,4 +1,5 @@
-"""``build_tokenizer``: one place that turns a config spec into a ``Tokenizer``.
+"""``build_tokenizer``: one place that turns a config spec, a stored ``to_dict()`` or a saved file into a
+``Tokenizer`` (``tokenizer_from_dict`` and ``load_tokenizer`` are that function for a dict and for a path).
 
 A spec is one of:
 
@@ -10,6 +11,10 @@ A spec is one of:
 
 The same function rebuilds a tokenizer from its ``to_dict()`` (a char spec that carries ``chars``, a bpe spec
 that carries ``tokens``), so checkpoints and config share one code path. A new tokenizer adds one builder below.
+
+Every spec may carry ``added_special_tokens``: a list of names (config: ``tokenizer.added_special_tokens=
+[<|im_start|>,<|im_end|>]``) appended after the vocabulary in order, or the name -> id mapping ``to_dict()``
+stores, whose ids must come out the same.
 
 ``normalize_spec`` is also the cache key of prepared data. For a trained BPE given by its folder it adds the
 folder's ``fingerprint``: retraining into the same folder changes the key, so stale shards are never reused.
@@ -28,13 +33,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from scratchllm.errors import ConfigError, DataError
-from scratchllm.tokenizers.base import Tokenizer, saved_tokenizer_file
+from scratchllm.tokenizers.base import ADDED_KEY, HF_EXPORT_FILE, Tokenizer
 from scratchllm.tokenizers.bpe import BPETokenizer, is_bpe_dir
 from scratchllm.tokenizers.char import CharTokenizer
 from scratchllm.tokenizers.cl100k import Cl100kTokenizer
 from scratchllm.tokenizers.gpt2 import GPT2Tokenizer
 
 CHAR_DEFAULT_UNKNOWN = "replace"
+SAVED_HINT = "point to a tokenizer.json that Tokenizer.save wrote (a broken data cache: delete it to rebuild it)"
 BPE_TRAIN_HINT = "train one with 'python -m scratchllm.tokenizer train input=<text> output=<folder> vocab_size=32768'"
 
 
@@ -87,6 +93,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def saved_tokenizer_file(folder: Path) -> Path | None:
+    """The ``Tokenizer.save`` file inside ``folder``: a Hugging Face export's ``scratchllm_tokenizer.json``
+    first (its ``tokenizer.json`` is Hugging Face's format), else ``tokenizer.json`` (a data cache)."""
+    for name in (HF_EXPORT_FILE, "tokenizer.json"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def _spec_from_path(text: str) -> dict[str, Any]:
     """A string spec that names a file or folder: a trained-BPE folder, or a saved tokenizer.json."""
     p = Path(os.path.expanduser(text))
@@ -102,10 +117,9 @@ def _spec_from_path(text: str) -> dict[str, Any]:
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"tokenizer file {p} is not valid JSON ({e}); point to a tokenizer.json that "
-                        "Tokenizer.save wrote") from e
+        raise DataError(f"tokenizer file {p} is not valid JSON ({e}); {SAVED_HINT}") from e
     if not isinstance(d, dict) or "name" not in d:
-        raise DataError(f"tokenizer file {p} has no 'name' field; point to a tokenizer.json that Tokenizer.save wrote")
+        raise DataError(f"tokenizer file {p} has no 'name' field; {SAVED_HINT}")
     return d
 
 
@@ -138,7 +152,7 @@ def normalize_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     if name not in _BUILDERS:
         raise ConfigError(f"unknown tokenizer {name!r}; choose one of {tokenizer_names()} or give the path of a "
                           "trained tokenizer folder (set tokenizer.name / tokenizer=)")
-    allowed = _BUILDERS[name][1]
+    allowed = (*_BUILDERS[name][1], ADDED_KEY)
     extra = sorted(set(d) - {"name", *allowed})
     if extra:
         raise ConfigError(f"tokenizer {name!r} has no option(s) {extra}; allowed: {list(allowed) or 'none'}")
@@ -166,4 +180,18 @@ def build_tokenizer(spec: Mapping[str, Any] | str, train_text: str | None = None
     """Build the tokenizer ``spec`` names; ``train_text`` fits tokenizers that learn from data (char)."""
     d = normalize_spec(spec)
     builder, _ = _BUILDERS[d["name"]]
-    return builder(d, train_text)
+    tokenizer = builder(d, train_text)
+    tokenizer.add_special_tokens(d.get(ADDED_KEY) or ())
+    return tokenizer
+
+
+def tokenizer_from_dict(d: Mapping[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from the dict its ``to_dict()`` returned (e.g. one stored in a checkpoint)."""
+    return build_tokenizer(d)
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """Load a tokenizer saved with ``Tokenizer.save`` (a JSON file), or a folder: a trained BPE (``bpe.json`` +
+    ``vocab.tiktoken``, written by ``python -m scratchllm.tokenizer train``) or one holding a ``tokenizer.json``
+    (e.g. a prepared data cache)."""
+    return build_tokenizer(_spec_from_path(os.fspath(path)))

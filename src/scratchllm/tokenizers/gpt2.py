@@ -81,7 +81,8 @@ def gpt2_encoding() -> tiktoken.Encoding:
 
 
 class GPT2Tokenizer(TiktokenTokenizer):
-    """GPT-2 BPE. Holds no state itself (the Encoding is cached per process), so it pickles for free."""
+    """GPT-2 BPE. Holds no state but its added special tokens (the Encoding is cached per process), so it
+    pickles for free."""
 
     name = "gpt2"
 
@@ -89,16 +90,12 @@ class GPT2Tokenizer(TiktokenTokenizer):
         return gpt2_encoding()
 
     @property
-    def vocab_size(self) -> int:
+    def base_vocab_size(self) -> int:
         return GPT2_VOCAB_SIZE
 
     @property
     def n_ranks(self) -> int:
         return GPT2_EOT_ID
 
-    @property
-    def eot_id(self) -> int | None:
-        return GPT2_EOT_ID
-
-    def to_dict(self) -> dict[str, Any]:
+    def _base_dict(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -5,10 +5,12 @@ exactly: emoji, CJK, combining marks and ``"\\r\\n"`` included, with no ``<unk>`
 in where the merge table (``mergeable_ranks``: token bytes -> rank = id), the pre-tokenisation regex and the
 special tokens come from; subclasses provide those through ``encoding()``.
 
-- ``encode`` is tiktoken's ``encode_ordinary``: the *text* ``"<|endoftext|>"`` inside a document is ordinary
-  text, never the special id, so a corpus cannot inject document boundaries. Data preparation inserts the real
-  ``eot_id`` between documents itself.
-- ``encode_batch`` only uses tiktoken's thread pool when the texts are long: on many short texts the pool's
+- ``encode_ordinary`` is tiktoken's: the *text* ``"<|endoftext|>"`` inside a document is ordinary text, never
+  the special id, so a corpus cannot inject document boundaries. Data preparation inserts the real ``eot_id``
+  between documents itself. ``encode(text, allowed_special=...)`` (``base.py``) matches the special tokens it is
+  asked to, the vocabulary's own and added ones alike, and encodes the text between them with ``encode_ordinary``:
+  the same ids as tiktoken's ``encode(text, allowed_special=...)``.
+- ``encode_ordinary_batch`` only uses tiktoken's thread pool when the texts are long: on many short texts the pool's
   overhead dominates (measured: ~5x slower than a plain loop on 50k one-line texts).
 - ``decode`` rejects ids that name no token (out of range, or a hole between the merges and the special
   tokens, as cl100k has) with an ``InputError`` instead of tiktoken's bare ``KeyError``. A sequence that ends in
@@ -25,9 +27,9 @@ from typing import Sequence
 import tiktoken
 
 from scratchllm.errors import DataError, InputError
-from scratchllm.tokenizers.base import Tokenizer
+from scratchllm.tokenizers.base import ENDOFTEXT, Tokenizer
 
-ENDOFTEXT = "<|endoftext|>"
+__all__ = ["ENDOFTEXT", "PARALLEL_MIN_MEAN_CHARS", "TiktokenTokenizer", "format_ranks", "parse_ranks"]
 PARALLEL_MIN_MEAN_CHARS = 4096  # encode_batch uses threads only when texts average at least this long
 
 
@@ -39,17 +41,13 @@ class TiktokenTokenizer(Tokenizer):
         """The ``tiktoken.Encoding`` (built once, then reused)."""
 
     @property
-    def vocab_size(self) -> int:
+    def base_vocab_size(self) -> int:
         return self.encoding().n_vocab
 
     @property
-    def special_tokens(self) -> dict[str, int]:
+    def base_special_tokens(self) -> dict[str, int]:
         enc = self.encoding()
         return {name: enc.encode_single_token(name) for name in sorted(enc.special_tokens_set)}
-
-    @property
-    def eot_id(self) -> int | None:
-        return self.special_tokens.get(ENDOFTEXT)
 
     @property
     @abstractmethod
@@ -57,25 +55,20 @@ class TiktokenTokenizer(Tokenizer):
         """Number of ordinary tokens (256 single bytes + the merges); their ids are ``0 .. n_ranks-1``. The
         special tokens come after them, possibly after a gap of unused ids (cl100k has one)."""
 
-    def encode(self, text: str) -> list[int]:
+    def encode_ordinary(self, text: str) -> list[int]:
         return self.encoding().encode_ordinary(text)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        texts = list(texts)
+    def encode_ordinary_batch(self, texts: list[str]) -> list[list[int]]:
         enc = self.encoding()
         if not texts or sum(map(len, texts)) < PARALLEL_MIN_MEAN_CHARS * len(texts):
             return [enc.encode_ordinary(t) for t in texts]
         return enc.encode_ordinary_batch(texts)
 
-    def _check_ids(self, ids: Sequence[int]) -> list[int]:
-        try:
-            ids = [int(i) for i in ids]
-        except (TypeError, ValueError) as e:
-            raise InputError(f"token ids must be integers ({e})") from e
+    def _check_ids(self, ids: list[int]) -> list[int]:
         n_ranks = self.n_ranks
         if not ids or (min(ids) >= 0 and max(ids) < n_ranks):
             return ids
-        specials = set(self.special_tokens.values())
+        specials = set(self.base_special_tokens.values())
         for i in ids:
             if not (0 <= i < n_ranks or i in specials):
                 raise InputError(f"token id {i} is outside the {self.name} vocabulary (0..{self.vocab_size - 1})"
@@ -83,10 +76,10 @@ class TiktokenTokenizer(Tokenizer):
                                  f"token id {i} names no token in the {self.name} vocabulary (an unused id)")
         return ids
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def _base_decode(self, ids: list[int]) -> str:
         return self.encoding().decode(self._check_ids(ids), errors="replace")
 
-    def token_bytes(self, token_id: int) -> bytes:
+    def _base_token_bytes(self, token_id: int) -> bytes:
         (i,) = self._check_ids([token_id])
         return self.encoding().decode_single_token_bytes(i)
 

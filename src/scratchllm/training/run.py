@@ -200,17 +200,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def sample_text(module: GPTLitModule, tokenizer: Any, sample_cfg: DictConfig) -> str:
     """Decode a short continuation of ``sample.prompt`` with the generation module (KV cache, top-k)."""
-    from scratchllm.generation import generate
+    from scratchllm.generation import SamplingConfig, generate
 
     prompt = str(sample_cfg.prompt)
     prompt_ids = tokenizer.encode(prompt) if prompt else []
-    new_ids = generate(
-        module.model,
-        prompt_ids,
-        int(sample_cfg.max_new_tokens),
-        temperature=float(sample_cfg.temperature),
-        top_k=sample_cfg.get("top_k"),
-        seed=sample_cfg.get("seed"),
-        eot_id=tokenizer.eot_id,
-    )
+    sampling = SamplingConfig.from_mapping(OmegaConf.to_container(sample_cfg, resolve=True))
+    new_ids = generate(module.model, prompt_ids, int(sample_cfg.max_new_tokens), sampling=sampling,
+                       eot_id=tokenizer.eot_id)
     return prompt + tokenizer.decode(new_ids)
