@@ -23,8 +23,10 @@ _SAMPLE_SECONDS = 0.2
 
 
 def prefer_passive_wait() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process unless the user set a policy. Call before torch loads."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process unless the user chose how OpenMP threads wait
+    (``OMP_WAIT_POLICY`` or libgomp's ``GOMP_SPINCOUNT``). Call before torch loads."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def available_cores() -> int:
