@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -21,8 +23,24 @@ def project_root() -> str:
     return os.environ.get("SCRATCHLLM_ROOT") or os.getcwd()
 
 
-# Importing this module (every entry point and test does, for config_dir) makes the resolver available.
+def run_stamp() -> str:
+    """A run folder's name, e.g. ``2026-12-02_05-25-03_481516_a3f9c0``: the start time to the microsecond, then a
+    random suffix.
+
+    Registered as ``${scratchllm.run_stamp:}`` (conf/hydra/default.yaml). Hydra's ``${now:%Y-%m-%d_%H-%M-%S}`` has
+    one-second resolution: two trainings started in the same second shared a folder (mixed metrics, one's
+    config.yaml with the other's overrides.yaml, both checkpoints). Microseconds separate runs started one after
+    the other, the suffix runs started at the same instant (other processes, other machines on a shared disk);
+    the name still sorts by start time. Cached like ``now`` (``use_cache``), so one run resolves it once and a
+    multirun's jobs share their sweep folder (Hydra copies the resolver cache into every job's config).
+    """
+    now = datetime.now()
+    return f"{now:%Y-%m-%d_%H-%M-%S_%f}_{secrets.token_hex(3)}"
+
+
+# Importing this module (every entry point and test does, for config_dir) makes the resolvers available.
 OmegaConf.register_new_resolver("scratchllm.root", project_root, replace=True)
+OmegaConf.register_new_resolver("scratchllm.run_stamp", run_stamp, use_cache=True, replace=True)
 
 
 def config_dir() -> Path:

@@ -12,6 +12,11 @@ from scratchllm.data import ShakespearePlays, ShardDataModule, TextFiles
 from scratchllm.errors import DataError
 
 
+def _xy(batch):
+    """A batch dict as (inputs, labels)."""
+    return batch["input_ids"], batch["labels"]
+
+
 @pytest.fixture
 def corpus(tmp_path):
     src = tmp_path / "src"
@@ -35,12 +40,12 @@ def test_prepare_setup_one_batch(corpus, tmp_path) -> None:
     assert tok.name == "char" and tok.vocab_size == len(set("".join(corpus.splits()["train"]) + "\n")) + 1
     assert dm.stride == 8 and dm.train_tokens > 0 and dm.val_tokens > 0
     assert dm.windows_per_epoch == (dm.train_tokens - 17) // 8 + 1
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = _xy(next(iter(dm.train_dataloader())))
     assert x.shape == y.shape == (4, 16) and x.dtype == y.dtype == torch.int64
     assert torch.equal(x[:, 1:], y[:, :-1])
     assert int(x.max()) < tok.vocab_size
     assert "quick brown fox" in tok.decode(x[0].tolist()) or "lazy dog" in tok.decode(x[0].tolist())
-    vx, vy = next(iter(dm.val_dataloader()))
+    vx, vy = _xy(next(iter(dm.val_dataloader())))
     assert vx.shape == (4, 16) and torch.equal(vx[:, 1:], vy[:, :-1])
     assert len(dm.val_dataloader().dataset) == dm.val_windows <= 512
 
@@ -52,7 +57,7 @@ def test_default_shakespeare_gpt2(tmp_path) -> None:
     dm.setup("fit")
     assert dm.tokenizer.vocab_size == 50257
     assert 1_000_000 < dm.train_tokens < 1_600_000 and 0.07 < dm.val_tokens / (dm.train_tokens + dm.val_tokens)
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = _xy(next(iter(dm.train_dataloader())))
     assert x.shape == (2, 32) and torch.equal(x[:, 1:], y[:, :-1])
 
 
@@ -89,7 +94,7 @@ def test_state_dict_and_pickle(corpus, tmp_path) -> None:
     assert dm.batches_served == 7 and dm.train_dataloader().dataset.batches_served == 7
     clone = pickle.loads(pickle.dumps(dm))
     assert clone.tokenizer == dm.tokenizer
-    assert torch.equal(next(iter(clone.train_dataloader()))[0], next(iter(dm.train_dataloader()))[0])
+    assert torch.equal(next(iter(clone.train_dataloader()))["input_ids"], next(iter(dm.train_dataloader()))["input_ids"])
 
 
 class _Recorder(L.LightningModule):
@@ -102,13 +107,13 @@ class _Recorder(L.LightningModule):
         self.seen: list[list[int]] = []
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = _xy(batch)
         self.seen.append(x[:, 0].tolist())
         logits = self.head(self.emb(x))
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = _xy(batch)
         self.log("val_loss", torch.nn.functional.cross_entropy(self.head(self.emb(x)).flatten(0, 1), y.flatten()))
 
     def configure_optimizers(self):

@@ -49,7 +49,7 @@ def test_rejects_out_of_range_tokens(tmp_path) -> None:
 
 def _one_line_fix(err: pytest.ExceptionInfo, path) -> str:
     msg = str(err.value)
-    assert "\n" not in msg and str(path) in msg and f"delete {path.parent}" in msg
+    assert "\n" not in msg and str(path) in msg and f"rebuild {path.parent}" in msg
     return msg
 
 

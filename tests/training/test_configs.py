@@ -54,3 +54,34 @@ def test_cpu_trainer_instantiates(make_cfg):
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert trainer.max_steps == cfg.trainer.max_steps
     assert "bf16" in str(trainer.precision)
+
+
+# The `data` node each data option composes to, as recorded before conf/data/ got its shared base
+# (conf/data/_base/common.yaml, #12): the base changes how the files read, not what training receives.
+_DATA_COMMON = {"_target_": "scratchllm.data.ShardDataModule", "tokenizer": "${tokenizer}", "batch_size": 32,
+                "context_length": "${model.context_length}", "stride": None, "num_workers": 0, "seed": "${seed}",
+                "cache_dir": "${paths.cache_dir}", "max_val_windows": 512}
+COMPOSED_DATA = {
+    "shakespeare": {**_DATA_COMMON, "corpus": {"_target_": "scratchllm.data.ShakespearePlays",
+                                               "stage_directions": False, "val_plays": None}},
+    "shards": {**_DATA_COMMON, "path": "???", "corpus": {"_target_": "scratchllm.data.ShardFolder",
+                                                         "path": "${data.path}"}},
+    "text_files": {**_DATA_COMMON, "path": "???", "corpus": {"_target_": "scratchllm.data.TextFiles",
+                                                             "paths": "${data.path}", "val_fraction": 0.1,
+                                                             "encoding": "utf-8"}},
+    "tinyshakespeare": {**_DATA_COMMON, "path": "${paths.root_dir}/data/tinyshakespeare.txt",
+                        "corpus": {"_target_": "scratchllm.data.TinyShakespeare", "path": "${data.path}"}},
+}
+
+
+def test_every_data_option_composes_to_the_recorded_node():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    for option in COMPOSED_DATA:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={option}"])
+        GlobalHydra.instance().clear()
+        assert OmegaConf.to_container(cfg.data, resolve=False) == COMPOSED_DATA[option], option

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from scratchllm.data.corpora.base import Corpus
 from scratchllm.data.prepare import PreparedData, prepare_corpus
-from scratchllm.data.shards import open_shard
+from scratchllm.data.shards import ShardError, open_shard
 from scratchllm.data.windows import TrainWindowStream, ValWindows, window_count
 from scratchllm.errors import ConfigError, DataError
 from scratchllm.tokenizers import Tokenizer
@@ -88,11 +88,14 @@ class ShardDataModule(L.LightningDataModule):
         prepared = prepare_corpus(self.corpus, self.tokenizer_spec, self.cache_dir)
         tok = prepared.tokenizer
         for path in prepared.train + prepared.val:
-            info, _ = open_shard(path, verify=True)
+            try:
+                info, _ = open_shard(path, verify=True)
+            except ShardError as e:  # the fix depends on the folder: a cache is rebuilt, a prepared folder is not
+                raise DataError(e.rebuild(prepared.rebuild_hint)) from e
             if info.tokenizer != tok.name or info.vocab_size != tok.vocab_size:
                 raise DataError(f"shard {path} was written by tokenizer {info.tokenizer!r} (vocab {info.vocab_size})"
-                                f" but the cache's tokenizer is {tok.name!r} (vocab {tok.vocab_size}); "
-                                f"delete {prepared.directory} to rebuild it")
+                                f" but the folder's tokenizer is {tok.name!r} (vocab {tok.vocab_size}); "
+                                f"{prepared.rebuild_hint}")
         span = self.context_length + 1
         for split, n in (("train", prepared.train_tokens), ("val", prepared.val_tokens)):
             if n < span:

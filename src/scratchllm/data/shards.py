@@ -63,8 +63,22 @@ def _checksum(data: np.ndarray) -> str:
     return "blake2b-256:" + h.hexdigest()
 
 
-def _corrupt(path: Path, why: str) -> DataError:
-    return DataError(f"shard {path} is corrupt ({why}); delete {path.parent} to rebuild it")
+class ShardError(DataError):
+    """A shard that is missing or damaged. Who opened it knows how its folder is rebuilt (``rebuild``
+    replaces the generic fix): a data cache by deleting it, a prepared folder only by preparing it again."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(self.rebuild(f"rebuild {path.parent} (a data cache: delete it; a prepared folder: run "
+                                      "python -m scratchllm.prepare again)"))
+
+    def rebuild(self, fix: str) -> str:
+        """The one-line message with ``fix`` as the way out."""
+        return f"shard {self.path} is {self.why}; {fix}"
+
+
+def _corrupt(path: Path, why: str) -> ShardError:
+    return ShardError(path, f"corrupt ({why})")
 
 
 def write_shard(
@@ -116,7 +130,7 @@ def read_shard_info(path: str | os.PathLike[str]) -> ShardInfo:
     """Parse and sanity-check a shard's header (does not read the tokens)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"shard {path} does not exist; delete {path.parent} to rebuild it")
+        raise ShardError(path, "missing (the file does not exist)")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(_PREFIX.size)

@@ -31,6 +31,8 @@ class ReadConfig:
     hf_split: str = "train"  # for input=hf:<name>
     hf_config: str | None = None
     max_documents: int | None = None  # stop after this many input records (a quick look at a big corpus)
+    # a JSONL line longer than this is skipped (read in bounded memory) and listed in removed.jsonl
+    max_record_mb: float = 16.0
 
 
 @dataclass
@@ -222,6 +224,8 @@ def validate(cfg: CurationConfig) -> None:
         raise ConfigError(f"val_fraction={cfg.val_fraction} must be between 0 and 1 (exclusive), e.g. 0.01")
     if float(cfg.batch_mb) <= 0:
         raise ConfigError(f"batch_mb={cfg.batch_mb} must be positive")
+    if float(cfg.read.max_record_mb) <= 0:
+        raise ConfigError(f"read.max_record_mb={cfg.read.max_record_mb} must be positive")
     if int(cfg.shard_tokens) < 1:
         raise ConfigError(f"shard_tokens={cfg.shard_tokens} must be positive")
     n = cfg.normalize

@@ -7,17 +7,19 @@ the decisions that need the whole history (is this a duplicate of something kept
 order, so the result does not depend on the number of workers.
 
 Two passes over the kept text, because some tokenizers depend on it: pass 1 curates and appends every kept
-document to ``curated.jsonl`` (with its split), pass 2 tokenises that file into the shards. A char
-vocabulary is fitted on the train split's characters between the two; the file is deleted at the end unless
-``keep_text=true`` (handy for training a BPE on the curated text).
+document to ``curated.jsonl`` (with its split), pass 2 (``sharding.py``) tokenises that file into the shards. A
+tokenizer fitted on data (char) learns the train split's characters between the two; the file is deleted at the
+end unless ``keep_text=true`` (handy for training a BPE on the curated text).
 
 The validation split is chosen per document from a hash of (``seed``, id): reproducible, independent of input
 order and of the number of workers. If one split ends up empty (a tiny corpus), the last document of the other
-is moved over, and a single surviving document is an error.
+is moved over, and a single surviving document is an error (raised once report.md is in place to say why).
 
-The output folder is built under a temporary name and renamed at the end (see ``building_folder``): it has
-the prepared-folder layout (manifest.json, tokenizer.json, train_*.bin, val_*.bin) that
-``data=shards data.path=<output>`` trains on, plus report.json, report.md and removed.jsonl.
+The output folder is built under a temporary name and renamed at the end (``data/folders.py``), holding the
+output's lock the whole time: a second run to the same output is refused with one line while the first runs,
+and ``overwrite=false`` is checked under the lock. It has the prepared-folder layout (manifest.json,
+tokenizer.json, train_*.bin, val_*.bin) that ``data=shards data.path=<output>`` trains on, plus report.json,
+report.md and removed.jsonl.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
-
-import numpy as np
+from typing import IO, Any, Iterator
 
 from scratchllm.data.curation import dedup, language, normalize, quality
 from scratchllm.data.curation.config import CurationConfig, _plain
@@ -39,17 +39,19 @@ from scratchllm.data.curation.documents import Document, Removal, utf8_len
 from scratchllm.data.curation.parallel import Workers
 from scratchllm.data.curation.readers import Record, iter_records, resolve_inputs, total_bytes
 from scratchllm.data.curation.report import StageStats, build_report, write_report
-from scratchllm.data.prepare import (DOC_SEPARATOR, MANIFEST, TOKENIZER_FILE, PreparedData, ShardWriter,
-                                     building_folder, encode_document, load_prepared, write_manifest)
-from scratchllm.data.shards import FORMAT_VERSION, dtype_for_vocab
+from scratchllm.data.curation.sharding import MAX_BATCH_RECORDS, encode_chunk, write_shards
+from scratchllm.data.folders import (MANIFEST, TOKENIZER_FILE, PreparedData, building_folder, folder_lock,
+                                     load_prepared, prepared_folder_hint, write_manifest)
+from scratchllm.data.shards import FORMAT_VERSION
+from scratchllm.data.tokenize import DOC_SEPARATOR, needs_fit
 from scratchllm.errors import ConfigError, DataError
-from scratchllm.tokenizers import Tokenizer, build_tokenizer
+from scratchllm.tokenizers import build_tokenizer
 
 log = logging.getLogger(__name__)
 
 REMOVED_FILE = "removed.jsonl"
 CURATED_FILE = "curated.jsonl"
-MAX_BATCH_RECORDS = 50_000  # also bounds a batch of many tiny records
+__all__ = ["CURATED_FILE", "REMOVED_FILE", "CurationResult", "assign_split", "curate", "encode_chunk"]
 
 
 @dataclass
@@ -65,18 +67,6 @@ def assign_split(doc_id: str, seed: int, val_fraction: float) -> str:
     """``"val"`` for about ``val_fraction`` of ids, chosen by a seeded hash (stable across runs and workers)."""
     h = hashlib.blake2b(f"{seed}\0{doc_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return "val" if int.from_bytes(h, "little") / 2**64 < val_fraction else "train"
-
-
-def encode_chunk(texts: list[str], tokenizer: Tokenizer) -> list[np.ndarray]:
-    """Worker entry point: token ids of each document, in the shard dtype (cheap to send back)."""
-    dtype = dtype_for_vocab(tokenizer.vocab_size)
-    return [encode_document(tokenizer, t).astype(dtype) for t in texts]
-
-
-def _needs_fitting(spec: Any) -> bool:
-    if isinstance(spec, str):
-        return spec == "char"
-    return isinstance(spec, Mapping) and spec.get("name") == "char" and not spec.get("chars")
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -319,68 +309,6 @@ class _Run:
         self.keep(docs)
 
 
-def _iter_curated(path: Path, batch_chars: int) -> Iterator[list[dict[str, str]]]:
-    batch: list[dict[str, str]] = []
-    chars = 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            batch.append(rec)
-            chars += len(rec["text"])
-            if chars >= batch_chars or len(batch) >= MAX_BATCH_RECORDS:
-                yield batch
-                batch, chars = [], 0
-    if batch:
-        yield batch
-
-
-def _tokenize(run: _Run, folder: Path, tokenizer: Tokenizer, pool: Workers) -> dict[str, Any]:
-    """Pass 2: curated.jsonl -> train/val shards. Returns the manifest's split fields."""
-    cfg = run.cfg
-    s = run.stats["tokenize"]
-    t0 = time.perf_counter()
-    writers = {split: ShardWriter(folder, split, tokenizer, cfg.shard_tokens) for split in ("train", "val")}
-    # the last document of each split is written late, so a split that ends up empty can borrow it
-    pending: dict[str, tuple[str, np.ndarray] | None] = {"train": None, "val": None}
-    batch_chars = int(cfg.batch_mb * 1e6)
-    for batch in _iter_curated(folder / CURATED_FILE, batch_chars):
-        arrays = pool.map(encode_chunk, [r["text"] for r in batch], tokenizer)
-        for rec, ids in zip(batch, arrays):
-            nbytes = utf8_len(rec["text"])
-            s.docs_in += 1
-            s.bytes_in += nbytes
-            s.docs_out += 1
-            s.bytes_out += nbytes
-            split = rec["split"]
-            if pending[split] is not None:
-                writers[split].add_document(pending[split][1])
-            pending[split] = (rec["id"], ids)
-        if run.bars is not None:
-            run.bars.update("tokenize", len(batch))
-    for split, other in (("val", "train"), ("train", "val")):
-        if writers[split].documents == 0 and pending[split] is None and pending[other] is not None \
-                and writers[other].documents >= 1:
-            pending[split], pending[other] = pending[other], None
-            s.notes[f"moved to {split}"] = pending[split][0]  # type: ignore[index]
-            log.info("the %s split was empty: moved document %s there", split, pending[split][0])  # type: ignore
-    for split in ("train", "val"):
-        if pending[split] is not None:
-            writers[split].add_document(pending[split][1])  # type: ignore[index]
-        writers[split].flush()
-    if not writers["train"].documents or not writers["val"].documents:
-        raise DataError("only one document survived curation; a train and a validation split need at least two "
-                        "(add data, or loosen the filters: see report.md)")
-    s.seconds += time.perf_counter() - t0
-    s.tokens_out = writers["train"].total + writers["val"].total
-    return {
-        "train": [p.name for p in writers["train"].paths],
-        "val": [p.name for p in writers["val"].paths],
-        "train_tokens": writers["train"].total,
-        "val_tokens": writers["val"].total,
-        "documents": {"train": writers["train"].documents, "val": writers["val"].documents},
-    }
-
-
 def _fingerprint(inputs: list[Path | str], cfg: CurationConfig) -> str:
     files = [[str(i)] if isinstance(i, str) else [str(i.resolve()), i.stat().st_size, i.stat().st_mtime_ns]
              for i in inputs]
@@ -393,10 +321,37 @@ def curate(cfg: CurationConfig) -> CurationResult:
     t_start = time.perf_counter()
     inputs = resolve_inputs(cfg.input, cfg.read)
     out = Path(cfg.output).expanduser()
-    _check_output(out, cfg.overwrite)
+    busy = f"another prepare run (process <pid>) is writing {out}; wait for it to finish, or choose another output="
+    with folder_lock(out, wait=False, busy=busy):
+        _check_output(out, cfg.overwrite)  # under the lock, so a run that finished meanwhile counts too
+        report, manifest_fields = _curate_into(out, inputs, cfg, t_start)
+    if not report["balanced"]:  # a bug, not a user error: say so loudly
+        raise RuntimeError(f"curation counts do not balance: {report['balance_problems']}")
+    if report["documents_in"] == 0:
+        raise DataError(f"the input holds no documents (no JSONL lines, rows or files with text): {cfg.input}; "
+                        "check input=")
+    if manifest_fields is None:
+        if report["documents_out"] == 1:
+            raise DataError("only one document survived curation; a train and a validation split need at least "
+                            f"two (add data, or loosen the filters: see {out / 'report.md'})")
+        reasons = {}
+        for st in report["stages"]:
+            reasons.update(st["removed"])
+        top = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
+        raise DataError(f"no document survived curation ({report['documents_in']} read; removed: {top or 'none'}); "
+                        f"see {out / 'report.md'}")
+    log.info("kept %d of %d documents: %d train / %d val tokens in %s", report["documents_out"],
+             report["documents_in"], manifest_fields["train_tokens"], manifest_fields["val_tokens"], out)
+    return CurationResult(out, report, load_prepared(out, rebuild_hint=prepared_folder_hint(out)))
+
+
+def _curate_into(out: Path, inputs: list[Path | str], cfg: CurationConfig,
+                 t_start: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Both passes into a folder published at ``out`` (the caller holds its lock): the report, and the manifest's
+    split fields (None when fewer than two documents survived: the folder then holds the report only)."""
     spec = _plain(cfg.tokenizer)
-    fit_chars = _needs_fitting(spec)
-    tokenizer = None if fit_chars else build_tokenizer(spec)
+    fit = needs_fit(spec)
+    tokenizer = None if fit else build_tokenizer(spec)
     if tokenizer is not None:
         tokenizer.encode("warm up")  # build cached encodings before workers fork, so they inherit them
     if cfg.language.enabled:
@@ -407,7 +362,7 @@ def curate(cfg: CurationConfig) -> CurationResult:
     manifest_fields: dict[str, Any] | None = None
     with building_folder(out) as folder, ExitStack() as stack:
         run = _Run(cfg, folder, stack)
-        run.charset = set() if fit_chars else None
+        run.charset = set() if fit else None
         pool = stack.enter_context(Workers(n_workers))
         run.bars = _Bars(run.names, cfg.progress, total_bytes(inputs))
         stack.callback(run.bars.close)
@@ -419,13 +374,15 @@ def curate(cfg: CurationConfig) -> CurationResult:
         if run.removed_file is not None:
             run.removed_file.close()
 
-        kept = run.stats[run.names[-2]].docs_out
-        if kept:
+        if run.stats[run.names[-2]].docs_out:
             if tokenizer is None:
                 fit_text = "".join(sorted((run.charset or set()) | set(DOC_SEPARATOR)))
                 tokenizer = build_tokenizer(spec, train_text=fit_text)
-            manifest_fields = _tokenize(run, folder, tokenizer, pool)
-            tokenizer.save(folder / TOKENIZER_FILE)
+            bars = run.bars
+            manifest_fields = write_shards(folder / CURATED_FILE, folder, tokenizer, pool, cfg,
+                                           run.stats["tokenize"], lambda n: bars.update("tokenize", n))
+            if manifest_fields is not None:
+                tokenizer.save(folder / TOKENIZER_FILE)
         if not cfg.keep_text:
             (folder / CURATED_FILE).unlink()
 
@@ -457,18 +414,4 @@ def curate(cfg: CurationConfig) -> CurationResult:
                 "curation": {"report": "report.json", "removed": REMOVED_FILE if cfg.write_removed else None},
                 "seconds": round(time.perf_counter() - t_start, 2),
             })
-    if not report["balanced"]:  # a bug, not a user error: say so loudly
-        raise RuntimeError(f"curation counts do not balance: {report['balance_problems']}")
-    if report["documents_in"] == 0:
-        raise DataError(f"the input holds no documents (no JSONL lines, rows or files with text): {cfg.input}; "
-                        "check input=")
-    if manifest_fields is None:
-        reasons = {}
-        for st in report["stages"]:
-            reasons.update(st["removed"])
-        top = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
-        raise DataError(f"no document survived curation ({report['documents_in']} read; removed: {top or 'none'}); "
-                        f"see {out / 'report.md'}")
-    log.info("kept %d of %d documents: %d train / %d val tokens in %s", report["documents_out"],
-             report["documents_in"], manifest_fields["train_tokens"], manifest_fields["val_tokens"], out)
-    return CurationResult(out, report, load_prepared(out))
+    return report, manifest_fields

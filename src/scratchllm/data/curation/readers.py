@@ -13,10 +13,14 @@ A folder contributes every file below it whose suffix is in ``read.extensions``.
 one row batch or one file at a time) except a ``.json`` file, which JSON forces us to parse whole.
 
 Bad input never stops the run when the rest can go on: a line that is not JSON, a record without the text
-field, a Parquet file without the text column, a binary file: each becomes a ``Removal`` at stage ``read`` (so
-it is counted in the report and listed in ``removed.jsonl``) and a warning. Undecodable bytes are replaced by
-U+FFFD and counted on the document. Only input that matches nothing, or a missing library, is an error. What
-is binary is decided by ``scratchllm.textio.binary_reason``, the rule training and the tokenizer trainer use.
+field (or with ``null`` there), a Parquet file without the text column, a binary file, a JSONL line longer than
+``read.max_record_mb`` (skipped without holding it in memory): each becomes a ``Removal`` at stage ``read`` (so
+it is counted in the report and listed in ``removed.jsonl``) and a warning. A compressed file whose stream
+breaks off (truncated, or a corrupt deflate block) keeps what was read before the break; the rest is one
+``unreadable_rest`` removal. Undecodable bytes are replaced by U+FFFD and counted on the document, and so are
+lone surrogates (a JSON ``"\ud800"`` escape decodes to one; no UTF-8 file can hold it, so it would fail every
+later write). Only input that matches nothing, or a missing library, is an error. What is binary is decided by
+``scratchllm.textio.binary_reason``, the rule training and the tokenizer trainer use.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
+import zlib
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -37,8 +43,22 @@ log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
 PARQUET_BATCH_ROWS = 1024
 _JSONL = (".jsonl", ".ndjson")
+# bytes read at a time where a whole line or file is not needed at once: a stream that breaks off loses only the
+# piece it broke in (zlib returns nothing of the call that fails)
+READ_PIECE = 1 << 16
+# what a broken compressed stream raises: BadGzipFile (an OSError), EOFError when it is cut short, zlib.error for
+# a corrupt deflate block
+STREAM_ERRORS = (OSError, EOFError, zlib.error)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 Record = Document | Removal
 ByteCounter = Callable[[int], None]
+
+
+def no_surrogates(text: str) -> tuple[str, int]:
+    """``text`` with lone surrogates replaced by U+FFFD, and how many there were."""
+    if text.isascii() or not _SURROGATE.search(text):  # the common case, at C speed
+        return text, 0
+    return _SURROGATE.subn("\ufffd", text)
 
 
 def _kind(path: Path) -> str:
@@ -130,20 +150,43 @@ def iter_records(inputs: list[Path | str], cfg: ReadConfig, on_bytes: ByteCounte
                 return
 
 
-def _read_whole(path: Path, cfg: ReadConfig, count: ByteCounter) -> Removal | tuple[bytes, str, int]:
-    """A whole file's bytes, text and undecodable-sequence count, or the read-stage ``Removal`` saying why not
-    (unreadable, or binary)."""
+def _read_all(path: Path) -> tuple[bytes, BaseException | None]:
+    """A file's bytes (decompressed), and the error that stopped the reading early, if one did."""
+    chunks: list[bytes] = []
     try:
         with _open(path) as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        return Removal(str(path), "read", "unreadable_file", str(e)[:200])
+            while chunk := f.read1(READ_PIECE):
+                chunks.append(chunk)
+    except STREAM_ERRORS as e:
+        return b"".join(chunks), e
+    return b"".join(chunks), None
+
+
+def _why(e: BaseException) -> str:
+    return f"{'zlib.error' if isinstance(e, zlib.error) else type(e).__name__}: {e}"[:200]
+
+
+def _rest_unreadable(path: Path, where: str, what_was_read: str, e: BaseException) -> Removal:
+    """The read-stage ``Removal`` for the part of a file after its (compressed) stream broke off."""
+    log.warning("%s breaks off (%s): kept what came before it (%s), recorded the rest in removed.jsonl", path, e,
+                what_was_read)
+    return Removal(f"{path}:{where}", "read", "unreadable_rest",
+                   f"{_why(e)}; kept what came before it ({what_was_read})")
+
+
+def _read_whole(path: Path, cfg: ReadConfig, count: ByteCounter
+                ) -> Removal | tuple[bytes, str, int, BaseException | None]:
+    """A whole file's bytes, text, undecodable-sequence count and the error that cut the reading short (if
+    any), or the read-stage ``Removal`` saying why nothing could be read (unreadable, or binary)."""
+    raw, error = _read_all(path)
+    if error is not None and not raw:
+        return Removal(str(path), "read", "unreadable_file", _why(error))
     count(path.stat().st_size)
     binary = _binary(path, raw[:SNIFF_BYTES], len(raw), cfg)
     if binary is not None:
         return binary
     text, bad = decode(raw, cfg.encoding)
-    return raw, text, bad
+    return raw, text, bad, error
 
 
 def _iter_text(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
@@ -151,8 +194,10 @@ def _iter_text(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Reco
     if isinstance(got, Removal):
         yield got
         return
-    _, text, bad = got
+    raw, text, bad, error = got
     yield Document(str(path), text, bad)
+    if error is not None:
+        yield _rest_unreadable(path, "rest", f"the first {len(raw):,} bytes", error)
 
 
 def _from_object(obj: object, default_id: str, cfg: ReadConfig, nbytes: int, raw_text: str) -> Record:
@@ -161,33 +206,63 @@ def _from_object(obj: object, default_id: str, cfg: ReadConfig, nbytes: int, raw
         return Removal(default_id, "read", "not_an_object", f"a JSON {type(obj).__name__}, not an object",
                        nbytes=nbytes, text=raw_text)
     rid = obj.get(cfg.id_field)
-    doc_id = str(rid) if rid is not None and rid != "" else default_id
-    text = obj.get(cfg.text_field)
-    if text is None:
-        keys = ", ".join(list(map(str, obj))[:8])
+    doc_id = no_surrogates(str(rid))[0] if rid is not None and rid != "" else default_id
+    if cfg.text_field not in obj:
+        keys = no_surrogates(", ".join(list(map(str, obj))[:8]))[0]
         return Removal(doc_id, "read", "missing_text_field",
                        f"no '{cfg.text_field}' field (fields: {keys}); set read.text_field", nbytes=nbytes,
                        text=raw_text)
+    text = obj[cfg.text_field]
+    if text is None:
+        return Removal(doc_id, "read", "null_text", f"'{cfg.text_field}' is null", nbytes=nbytes, text=raw_text)
     if not isinstance(text, str):
         return Removal(doc_id, "read", "text_not_a_string", f"'{cfg.text_field}' is a {type(text).__name__}",
                        nbytes=nbytes, text=raw_text)
-    return Document(doc_id, text)
+    text, lone = no_surrogates(text)
+    return Document(doc_id, text, bad_bytes=lone)
+
+
+def _lines(f: IO[bytes], limit: int) -> Iterator[bytes | int]:
+    """Each line of ``f`` (bytes), or, for a line longer than ``limit`` bytes, its length: such a line is read
+    through in ``READ_PIECE`` pieces and never held whole."""
+    while raw := f.readline(limit + 1):
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw
+            continue
+        size = len(raw)
+        del raw
+        while piece := f.readline(READ_PIECE):
+            size += len(piece)
+            if piece.endswith(b"\n"):
+                break
+        yield size
 
 
 def _iter_jsonl(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Record]:
     problems = 0
+    lineno = 0
+    limit = int(cfg.max_record_mb * 1e6)
     try:
         with _open(path) as f:
             binary = _binary(path, read_head(f), path.stat().st_size, cfg)
             if binary is not None:
                 yield binary
                 return
-            for lineno, raw in enumerate(f, start=1):
+            for raw in _lines(f, limit):
+                lineno += 1
+                default_id = f"{path}:{lineno}"
+                if isinstance(raw, int):
+                    count(raw)
+                    problems += 1
+                    log.warning("%s line %d is %s bytes long, over read.max_record_mb=%s: recorded in removed.jsonl",
+                                path, lineno, f"{raw:,}", cfg.max_record_mb)
+                    yield Removal(default_id, "read", "record_too_long",
+                                  f"{raw:,} bytes on one line; raise read.max_record_mb to read it", nbytes=raw)
+                    continue
                 count(len(raw))
                 if not raw.strip():
                     continue
                 line, bad = decode(raw, cfg.encoding)
-                default_id = f"{path}:{lineno}"
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -199,14 +274,17 @@ def _iter_jsonl(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Rec
                     continue
                 record = _from_object(obj, default_id, cfg, len(raw), line)
                 if isinstance(record, Document):
-                    record.bad_bytes = bad
+                    record.bad_bytes += bad
                 else:
                     problems += 1
                     if problems <= 3:
                         log.warning("%s line %d: %s (%s)", path, lineno, record.reason, record.detail)
                 yield record
-    except (OSError, EOFError) as e:  # a truncated .gz, a vanished file
-        yield Removal(str(path), "read", "unreadable_file", str(e)[:200])
+    except STREAM_ERRORS as e:  # a truncated or corrupt .gz, a vanished file
+        if lineno == 0:
+            yield Removal(str(path), "read", "unreadable_file", _why(e))
+        else:
+            yield _rest_unreadable(path, str(lineno + 1), f"lines 1-{lineno}", e)
     if problems > 3:
         log.warning("%s: %d bad records in all (see removed.jsonl, stage 'read')", path, problems)
 
@@ -216,7 +294,11 @@ def _iter_json(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Reco
     if isinstance(got, Removal):
         yield got
         return
-    raw, text, bad = got
+    raw, text, bad, error = got
+    if error is not None:  # a JSON document cut short cannot be parsed: nothing of it is kept
+        yield Removal(str(path), "read", "unreadable_file", _why(error),
+                      nbytes=len(raw))
+        return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -226,10 +308,10 @@ def _iter_json(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[Reco
     items = data if isinstance(data, list) else [data]
     single = not isinstance(data, list)
     for i, obj in enumerate(items):
-        piece = json.dumps(obj, ensure_ascii=False)[:1000] if not isinstance(obj, dict) else ""
+        piece = no_surrogates(json.dumps(obj, ensure_ascii=False)[:1000])[0] if not isinstance(obj, dict) else ""
         record = _from_object(obj, str(path) if single else f"{path}:{i}", cfg, len(piece), piece)
-        if isinstance(record, Document):
-            record.bad_bytes = bad if single else 0
+        if isinstance(record, Document) and single:
+            record.bad_bytes += bad
         yield record
 
 
@@ -265,7 +347,7 @@ def _iter_parquet(path: Path, cfg: ReadConfig, count: ByteCounter) -> Iterator[R
             if isinstance(text, str):
                 yield Document(doc_id, text)
             elif text is None:
-                yield Removal(doc_id, "read", "missing_text_field", f"'{cfg.text_field}' is null")
+                yield Removal(doc_id, "read", "null_text", f"'{cfg.text_field}' is null")
             else:
                 yield Removal(doc_id, "read", "text_not_a_string", f"'{cfg.text_field}' is a {type(text).__name__}")
         count(size * len(texts) // rows)
