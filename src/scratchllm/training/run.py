@@ -80,7 +80,7 @@ def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_n
         "optim": _settings(cfg.optim),
         "scheduler": _settings(cfg.scheduler),
         "objective": str(cfg.objective.get("_target_", "")).rsplit(".", 1)[-1],
-        "data": {"batch_size": cfg.data.batch_size, "corpus": str(cfg.data.corpus.get("_target_", ""))},
+        "data": {"batch_size": cfg.data.batch_size, "corpus": str((cfg.data.get("corpus") or {}).get("_target_", ""))},
         "trainer": {
             "precision": str(trainer.get("precision")),
             "max_steps": trainer.get("max_steps"),
@@ -90,6 +90,32 @@ def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_n
         "seed": cfg.seed,
         "compile": cfg.compile,
     }
+
+
+def _start_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> torch.nn.Module | None:
+    """``init_from=``: the model to start from (its weights replace the fresh init), None for a fresh run.
+
+    Its tokenizer comes with it: a data module that can take one (``use_tokenizer``: the fine-tuning data) gets
+    it; shard data was tokenized already, so it must have been tokenized with the same tokenizer."""
+    spec = cfg.get("init_from")
+    if spec in (None, "", "null"):
+        return None
+    from scratchllm.finetune.start import load_start
+
+    model, tokenizer = load_start(spec, cfg.paths.log_dir)
+    if hasattr(datamodule, "use_tokenizer"):
+        datamodule.use_tokenizer(tokenizer)
+        if getattr(datamodule, "context_length", 0) > model.config.context_length:
+            log.info("data.context_length %s cut to the model's %s", datamodule.context_length,
+                     model.config.context_length)
+            datamodule.context_length = model.config.context_length
+    else:
+        datamodule.setup("fit")
+        if datamodule.tokenizer.to_dict() != tokenizer.to_dict():
+            raise ConfigError(f"init_from={spec} was trained with the {tokenizer.name} tokenizer but the data is "
+                              f"tokenized with {datamodule.tokenizer.name}; set tokenizer= to the model's")
+    log.info("starting from %s (%s)", spec, model.config.name)
+    return model
 
 
 def _instantiate_dict(group: DictConfig | None) -> list[Any]:
@@ -109,10 +135,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data)
+    starting = _start_model(cfg, datamodule)
     datamodule.prepare_data()
     datamodule.setup("fit")
     tokenizer = datamodule.tokenizer
-    model_config = build_model_config(cfg.model, tokenizer.vocab_size)
+    if starting is not None:
+        from scratchllm.finetune.start import grow_to
+
+        model_config = grow_to(starting, tokenizer).config  # room for the special tokens the data added
+    else:
+        model_config = build_model_config(cfg.model, tokenizer.vocab_size)
     module = GPTLitModule(
         model=model_config.to_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
@@ -121,7 +153,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         tokenizer_config=tokenizer.to_dict(),
         compile=cfg.compile,
         seed=cfg.seed,
+        adapter=OmegaConf.to_container(cfg.adapter, resolve=True) if cfg.get("adapter") else None,
     )
+    if starting is not None:
+        # strict=False for adapter layers only: the starting weights hold none (they start as LoRA's init)
+        missing, unexpected = module.model.load_state_dict(starting.state_dict(), strict=False)
+        assert not unexpected and all(".lora_" in k for k in missing), (missing, unexpected)
+        if module.reference is not None:
+            module.reference.load_state_dict(starting.state_dict())
     report = param_report(model_config)
     log.info("model %s: %s parameters (%s non-embedding)", model_config.name, f"{report.total:,}",
              f"{report.non_embedding:,}")
@@ -138,9 +177,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir)
+    # `last` = the newest last.ckpt of this task's runs (logs/train/…), not of every task under logs/
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
                               "threads": torch.get_num_threads()}
+    if cfg.get("adapter"):
+        result["trainable_params"] = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
     fit_start = time.perf_counter()
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -172,7 +214,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
         if metrics:
             result["val_loss"] = float(metrics[0]["val/loss"])
-            result["val_ppl"] = float(metrics[0]["val/ppl"])
+            if "val/ppl" in metrics[0]:
+                result["val_ppl"] = float(metrics[0]["val/ppl"])
     checkpoint_cb = trainer.checkpoint_callback
     if checkpoint_cb is not None and getattr(checkpoint_cb, "best_model_path", ""):
         result["best_checkpoint"] = checkpoint_cb.best_model_path
@@ -191,6 +234,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if cfg.get("adapter"):
+            from scratchllm.finetune.lora import save_adapter
+
+            result["adapter"] = str(save_adapter(module.model, out / "adapter"))
         (out / "result.json").write_text(json.dumps(result, indent=2))
         print(run_summary(result, out), flush=True)
         summary = {k: v for k, v in result.items() if k not in ("sample", "curve")}
