@@ -22,6 +22,7 @@ TRAIN_TINY = {
     "sample.max_new_tokens": "8",
 }
 GENERATE_TINY = {"max_new_tokens": "8"}
+EVALUATE_TINY = {"limit": "4"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def shrink(text: str) -> str:
         tiny = TRAIN_TINY
     elif "scratchllm.generate" in text:
         tiny = GENERATE_TINY
+    elif "scratchllm.evaluate" in text:
+        tiny = EVALUATE_TINY
     else:
         return text
     command, redirect = (text.split(" < ", 1) + [""])[:2]

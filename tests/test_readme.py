@@ -61,6 +61,7 @@ NEEDS = [
     ("scratchllm.generate", ["trained"]),  # ckpt_path defaults to `last`
     ('load_for_generation("last"', ["trained"]),
     ('checkpoint.resolve("last")', ["trained"]),
+    ("scratchllm.evaluate", ["trained"]),  # ckpt_path defaults to `last`
     ("prompts.txt", ["prompts"]),
 ]
 

@@ -85,3 +85,27 @@ def test_every_data_option_composes_to_the_recorded_node():
             cfg = compose("train", overrides=[f"data={option}"])
         GlobalHydra.instance().clear()
         assert OmegaConf.to_container(cfg.data, resolve=False) == COMPOSED_DATA[option], option
+
+
+def test_model_presets_say_only_what_differs():
+    """conf/model/_base/fields.yaml is ModelConfig's defaults (one truth, checked here); each preset lists only the
+    fields it changes, and composes to the full ModelConfig."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "_base" / "fields.yaml"))
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    assert base == defaults
+    for preset in sorted((config_dir() / "model").glob("*.yaml")):
+        node = OmegaConf.to_container(OmegaConf.load(preset))
+        fields = {k: v for k, v in node.items() if k != "defaults"}
+        assert node["defaults"] == ["_base/fields@_here_", "_self_"], preset.name
+        assert all(k == "name" or defaults[k] != v for k, v in fields.items()), preset.name
+
+
+def test_presets_keep_their_published_sizes():
+    from scratchllm.model import load_preset, param_report
+
+    assert param_report(load_preset("gpt2-124m")).total == 124_439_808
+    assert 1.0e9 < param_report(load_preset("llama-1b")).total < 1.03e9

@@ -72,17 +72,27 @@ def load_for_generation(
     dtype: str | torch.dtype | None = torch.float32,
     tokenizer: str | Path | Mapping[str, Any] | None = None,
     log_dir: str | Path = "logs",
+    quantize: str | None = None,
 ) -> tuple[GPT, Tokenizer | None]:
-    """Load a training checkpoint (``.ckpt``) or a Hugging Face folder as an eval-mode ``GPT`` on ``device`` with
-    its weights cast to ``dtype``, plus its tokenizer (None when none is known: the caller works in token ids).
+    """Load a training checkpoint (``.ckpt``), a Hugging Face folder or a quantized file (``.safetensors`` written
+    by ``scratchllm.quantize``) as an eval-mode ``GPT`` on ``device`` with its float weights cast to ``dtype``,
+    plus its tokenizer (None when none is known: the caller works in token ids).
 
     tokenizer: overrides the checkpoint's tokenizer (``tokenizer_override``).
+    quantize: ``int8`` | ``int4`` quantizes the float weights after loading (``scratchllm.quantization``).
     """
+    from scratchllm.quantization import QuantConfig, quantize_model, read_meta
+
     where = resolve_checkpoint(path, log_dir)
     target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
+    quant = QuantConfig(method=str(quantize)) if quantize not in (None, "", "none") else None
     override = tokenizer_override(tokenizer)  # before the weights: a wrong tokenizer costs no loading time
     if where.is_dir():
         model, saved_tokenizer = _load_hf_folder(where)
+    elif read_meta(where) is not None:
+        if quant is not None:
+            raise ConfigError(f"{where} is already quantized; drop quantize={quantize}")
+        model, saved_tokenizer = _load_quantized(where)
     else:
         model, saved_tokenizer = _load_lightning(where)
     chosen = override if override is not None else saved_tokenizer
@@ -91,8 +101,17 @@ def load_for_generation(
             f"the tokenizer ({chosen.name}, {chosen.vocab_size} ids) emits ids the model ({model.config.vocab_size} "
             f"ids) cannot read; pass the tokenizer the model was trained with (tokenizer=...)"
         )
+    if quant is not None:
+        quantize_model(model, quant)  # from the float32 weights, before any cast to dtype
     model.to(device=target_device, dtype=target_dtype)
     return model.eval(), chosen
+
+
+def _load_quantized(file: Path) -> tuple[GPT, Tokenizer | None]:
+    from scratchllm.quantization import load_quantized
+
+    model, meta = load_quantized(file)
+    return model, tokenizer_from_dict(dict(meta.tokenizer)) if meta.tokenizer else None
 
 
 def _load_hf_folder(folder: Path) -> tuple[GPT, Tokenizer | None]:
@@ -115,8 +134,17 @@ def _load_hf_folder(folder: Path) -> tuple[GPT, Tokenizer | None]:
 def _load_lightning(file: Path) -> tuple[GPT, Tokenizer | None]:
     ckpt = checkpoint.load(file)
     meta = checkpoint.describe(ckpt, file)
+    if (meta.objective or {}).get("name") == "classify":
+        raise CheckpointError(f"{file} is a classifier (objective=classify): it labels texts and has no use for "
+                              f"generation; generate from the checkpoint it was fine-tuned from")
     model = GPT(ModelConfig.from_dict(meta.model))
+    if meta.adapters:  # a LoRA run: wrap the same linears, load base + adapter, then fold the update in
+        from scratchllm.finetune.lora import apply_lora, merge
+
+        apply_lora(model, meta.adapters)
     missing, unexpected = model.load_state_dict(checkpoint.model_state(ckpt), strict=False)
+    if meta.adapters:
+        merge(model)
     if missing or unexpected:
         shown = ", ".join((missing or unexpected)[:3])
         raise CheckpointError(

@@ -33,6 +33,7 @@ from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
 from scratchllm.generation.sampling import SamplingConfig
+from scratchllm.quantization.model import METHODS
 from scratchllm.generation.text import TextStream, check_prompt_characters, encode_prompt, format_ids
 from scratchllm.threads import apply_threads, check_threads
 from scratchllm.tokenizers.char import UNKNOWN_CHOICES
@@ -62,6 +63,9 @@ class GenerateOptions:
     tokenizer: Mapping[str, Any] | str | None = None
     threads: int | str | None = None  # conf/generate.yaml says auto; from Python, torch is left alone
     log_dir: str = "logs"
+    quantize: str | None = None  # int8 | int4: quantize the loaded float weights (scratchllm.quantization)
+    chat: bool = False  # render prompts with the chat template, stop at the end of the assistant's turn
+    system_prompt: str | None = None  # chat: the system message that opens the conversation
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -77,6 +81,8 @@ class GenerateOptions:
             raise ConfigError(f"tokenizer.unknown={self.unknown!r} is not known; choose one of: "
                               f"{', '.join(UNKNOWN_CHOICES)}")
         resolve_dtype(self.dtype)
+        if self.quantize not in (None, "", "none", *METHODS):
+            raise ConfigError(f"quantize={self.quantize!r} is not known; choose one of: none, {', '.join(METHODS)}")
         resolve_device(self.device)
 
     @property
@@ -109,12 +115,15 @@ def run_session(
     threads = apply_threads(options.threads)
     model, tokenizer = load_for_generation(
         options.ckpt_path, device=options.device, dtype=options.dtype, tokenizer=options.tokenizer_spec(),
-        log_dir=options.log_dir,
+        log_dir=options.log_dir, quantize=options.quantize,
     )
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     name = tokenizer.name if tokenizer is not None else "none: prompts and output are token ids"
     print(f"loaded {model.config.name} ({model.config.vocab_size} ids) on {device} in {str(dtype).split('.')[-1]}; "
           f"tokenizer {name}; {torch.get_num_threads()} threads ({threads.reason})", file=stderr, flush=True)
+    if options.chat:
+        _chat(model, tokenizer, options, stdin, stdout, stderr)
+        return
     if not options.interactive:
         _answer(model, tokenizer, options.prompt, options, stdout, stderr)
         return
@@ -133,6 +142,37 @@ def run_session(
                 continue
             stdout.write("\n")  # answers hold newlines of their own: a blank line marks where one ends
             stdout.flush()
+
+
+def _chat(model: torch.nn.Module, tokenizer: Any, options: GenerateOptions, stdin: TextIO, stdout: TextIO,
+          stderr: TextIO) -> None:
+    """``chat=true``: each prompt (or each line of stdin) is a user turn; the reply ends at ``<|im_end|>``, and in
+    interactive mode the conversation so far is the context of the next turn."""
+    from scratchllm.finetune.chat import IM_END, ChatTemplate
+
+    template = ChatTemplate(tokenizer)  # a one-line error when the model was never chat-tuned
+    history = [{"role": "system", "content": options.system_prompt}] if options.system_prompt else []
+    lines = iter(lambda: stdin.readline(), "") if options.interactive else iter([options.prompt])
+    tty = options.interactive and hasattr(stdin, "isatty") and stdin.isatty()
+    with decode_session(model):
+        while True:
+            if tty:
+                print("> ", end="", file=stderr, flush=True)
+            line = next(lines, None)
+            if line is None:
+                break
+            history.append({"role": "user", "content": line.rstrip("\r\n")})
+            text = TextStream(model, tokenizer, template.prompt_ids(history), options.max_new_tokens,
+                              stop=[IM_END, *options.stop], sampling=options.sampling)
+            reply = []
+            for piece in text:
+                reply.append(piece)
+                stdout.write(piece)
+                stdout.flush()
+            stdout.write("\n")
+            stdout.flush()
+            history.append({"role": "assistant", "content": "".join(reply)})
+            print(text.stats.summary(), file=stderr, flush=True)
 
 
 def _answer(

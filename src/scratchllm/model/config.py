@@ -16,6 +16,9 @@ ATTENTION_CHOICES = ("sdpa", "explicit")
 NORM_CHOICES = ("layernorm", "rmsnorm")
 MLP_CHOICES = ("gelu", "swiglu")
 POSITION_CHOICES = ("learned", "rope")
+# Activation checkpointing: recompute in the backward pass instead of keeping for it. Not part of the model's
+# identity (same function, same weights), so it is left out of comparisons.
+CHECKPOINTING_CHOICES = ("none", "full", "selective")
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -50,6 +53,8 @@ class ModelConfig:
     init_std: float = 0.02
     vocab_multiple: int = 64
     name: str = field(default="custom", compare=False)
+    # none | full (each block keeps only its input) | selective (each block's attention sub-layer is recomputed)
+    checkpointing: str = field(default="none", compare=False)
 
     def __post_init__(self) -> None:
         # Hydra hands us DictConfig values; normalise the aliases first, then check everything at once.
@@ -69,6 +74,7 @@ class ModelConfig:
             ("norm", self.norm, NORM_CHOICES),
             ("mlp", self.mlp, MLP_CHOICES),
             ("position", self.position, POSITION_CHOICES),
+            ("checkpointing", self.checkpointing, CHECKPOINTING_CHOICES),
         ):
             if value not in choices:
                 raise ConfigError(

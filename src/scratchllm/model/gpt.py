@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from scratchllm.errors import InputError
 from scratchllm.model.attention import CausalSelfAttention, KVCache
@@ -35,6 +36,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.norm2 = build_norm(config)
         self.mlp = MLP(config)
+        self.checkpoint_attention = config.checkpointing == "selective"
+
+    def _attention(self, x: torch.Tensor, rope, cache: KVCache | None, start_pos: int) -> torch.Tensor:
+        return self.attn(self.norm1(x), rope, cache, start_pos)
 
     def forward(
         self,
@@ -43,7 +48,12 @@ class Block(nn.Module):
         cache: KVCache | None = None,
         start_pos: int = 0,
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, cache, start_pos)
+        if self.checkpoint_attention and cache is None and torch.is_grad_enabled():
+            # selective checkpointing: the attention sub-layer's tensors (q, k, v, its output) are rebuilt in the
+            # backward pass; the RNG state is restored first, so dropout draws the same masks
+            x = x + checkpoint(self._attention, x, rope, None, start_pos, use_reentrant=False)
+        else:
+            x = x + self._attention(x, rope, cache, start_pos)
         return x + self.mlp(self.norm2(x))
 
 
@@ -119,8 +129,13 @@ class GPT(nn.Module):
         else:
             rope = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)
         x = self.drop(x)
+        full_checkpointing = cfg.checkpointing == "full" and caches is None and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, caches[i] if caches is not None else None, start_pos)
+            if full_checkpointing:
+                # keep only each block's input; its activations are recomputed during the backward pass
+                x = checkpoint(block, x, rope, None, start_pos, use_reentrant=False)
+            else:
+                x = block(x, rope, caches[i] if caches is not None else None, start_pos)
         x = self.norm_f(x)
         logits = self.lm_head(x)
         if cfg.padded_vocab_size > cfg.vocab_size:

@@ -27,4 +27,5 @@ def load_preset(name: str, **overrides: Any) -> ModelConfig:
         raise ConfigError(f"unknown model preset {name!r}; choose one of: {choices}")
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     assert isinstance(data, dict)
+    data.pop("defaults", None)  # the preset lists what differs from ModelConfig's defaults (its Hydra base)
     return ModelConfig.from_dict({**data, **overrides})

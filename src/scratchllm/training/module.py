@@ -69,6 +69,7 @@ class GPTLitModule(L.LightningModule):
         compile: bool = False,
         seed: int = 0,
         objective: Mapping[str, Any] | None = None,
+        adapter: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain containers only: checkpoints must load with torch.load(weights_only=True). logger=False: the run
@@ -82,12 +83,28 @@ class GPTLitModule(L.LightningModule):
                 "tokenizer_config": dict(tokenizer_config) if tokenizer_config else None,
                 "compile": bool(compile),
                 "seed": int(seed),
+                "adapter": dict(adapter) if adapter else None,
             },
             logger=False,
         )
         self.config = ModelConfig.from_dict(model)
         self.model = GPT(self.config)
         self.objective = build_part("objective", self.hparams.objective)
+        self.reference: GPT | None = None
+        if getattr(self.objective, "needs_reference", False):
+            # A frozen copy of the starting model (DPO's reference), a submodule so that it moves with the model
+            # and is saved in checkpoints: a resumed run compares against the same reference. The run loads the
+            # starting weights into both (init_from); from scratch both start as this initialisation.
+            self.reference = GPT(self.config)
+            self.reference.load_state_dict(self.model.state_dict())
+            self.reference.requires_grad_(False)
+            self.objective.reference = self.reference
+        if adapter:  # before anything sees the parameters: the optimizer takes only the adapter's trainable ones
+            from scratchllm.finetune.lora import apply_lora
+
+            apply_lora(self.model, adapter)
+        if hasattr(self.objective, "attach"):  # an objective with parameters of its own (a classifier head)
+            self.objective.attach(self.model)
         self.val_loss = MeanMetric()
         self.val_metrics = torch.nn.ModuleDict()  # one MeanMetric per metric name the objective reports
         self.best_val_loss = math.inf
@@ -200,7 +217,7 @@ class GPTLitModule(L.LightningModule):
                      "config": dict(self.hparams.objective)}
         ckpt_lib.stamp(checkpoint, ckpt_lib.CheckpointMeta(
             format=ckpt_lib.FORMAT, model=self.config.to_dict(), tokenizer=self.hparams.tokenizer_config,
-            objective=objective))
+            objective=objective, adapters=self.hparams.get("adapter")))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_shape(ModelConfig.from_dict(ckpt_lib.describe(checkpoint).model), self.config)

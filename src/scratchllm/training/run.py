@@ -118,6 +118,15 @@ def _start_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> torch.nn
     return model
 
 
+def _objective_config(cfg: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The objective's config; an objective with ``labels: null`` gets the data's labels (classification)."""
+    objective = OmegaConf.to_container(cfg.objective, resolve=True)
+    assert isinstance(objective, dict)
+    if "labels" in objective and not objective["labels"]:
+        objective["labels"] = list(getattr(datamodule, "labels", None) or [])
+    return objective
+
+
 def _instantiate_dict(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
@@ -149,7 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=model_config.to_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        objective=OmegaConf.to_container(cfg.objective, resolve=True),
+        objective=_objective_config(cfg, datamodule),
         tokenizer_config=tokenizer.to_dict(),
         compile=cfg.compile,
         seed=cfg.seed,
@@ -158,7 +167,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if starting is not None:
         # strict=False for adapter layers only: the starting weights hold none (they start as LoRA's init)
         missing, unexpected = module.model.load_state_dict(starting.state_dict(), strict=False)
-        assert not unexpected and all(".lora_" in k for k in missing), (missing, unexpected)
+        assert not unexpected and all(".lora_" in k or k.startswith("classifier.") for k in missing), missing
         if module.reference is not None:
             module.reference.load_state_dict(starting.state_dict())
     report = param_report(model_config)
@@ -181,7 +190,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
                               "threads": torch.get_num_threads()}
-    if cfg.get("adapter"):
+    if cfg.get("adapter") or hasattr(module.objective, "attach"):  # only part of the model trains
         result["trainable_params"] = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
     fit_start = time.perf_counter()
     if cfg.get("train", True):

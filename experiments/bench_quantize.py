@@ -1,0 +1,136 @@
+"""Weight-only quantization, measured: bytes on disk, resident memory of a decoding process, decode tokens/s for
+fp32, bf16, int8 and int4 on one model shape, and (with ``--ckpt``) held-out perplexity of a trained model.
+
+Each mode runs in its own subprocess, so its peak RSS is that of a decoding process as ``generate`` runs it (fp32 and
+bf16 build the float model; int8 and int4 load a quantized file written by an earlier subprocess), with random weights
+for speed and memory (quantization speed does not depend on the values) and greedy decoding at batch 1 with the
+KV cache, like experiments/bench_generate.py. Perplexity needs a *trained* checkpoint and a text it was not
+trained on: ``--ckpt run.ckpt --text held_out.txt``.
+
+Full run (a quiet machine, minutes)::
+
+    python experiments/bench_quantize.py --preset gpt2-124m --new-tokens 128
+    python experiments/bench_quantize.py --preset micro --ckpt logs/train/<run>/checkpoints/last.ckpt --text held_out.txt
+
+Smoke run (seconds): ``python experiments/bench_quantize.py --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = ("fp32", "bf16", "int8", "int4")
+
+
+def _one_mode(args: argparse.Namespace) -> dict:
+    """Run in a subprocess: build (or load) the model in one mode, decode, report bytes, RSS and speed."""
+    import torch
+
+    from scratchllm.checkpoint import CheckpointMeta
+    from scratchllm.generation import generate
+    from scratchllm.model import GPT
+    from scratchllm.model.presets import load_preset
+    from scratchllm.quantization import QuantConfig, load_quantized, quantize_model, save_quantized, weight_bytes
+
+    torch.manual_seed(0)
+    cfg = load_preset(args.preset, context_length=1024)
+    if args.quick:
+        cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
+    disk = None
+    if args.file:  # int8/int4: what `generate ckpt_path=<quantized file>` does, float weights never built
+        model, _ = load_quantized(args.file)
+        disk = Path(args.file).stat().st_size
+    else:
+        model = GPT(cfg).eval()
+        if args.mode in ("int8", "int4"):  # the writing step: quantize and save, nothing timed
+            quant = QuantConfig("int8") if args.mode == "int8" else QuantConfig("int4", args.group_size)
+            quantize_model(model, quant)
+            save_quantized(model, CheckpointMeta(format=1, model=cfg.to_dict(), quantization=quant.to_dict()),
+                           args.write)
+            return {"mode": args.mode}
+    if args.mode == "bf16" or (args.mode in ("int8", "int4") and args.bf16_activations):
+        model.to(torch.bfloat16)
+    nbytes = weight_bytes(model)
+    prompt = [[1, 2, 3, 4]]
+    generate(model, prompt, 8, temperature=0)  # warm-up (bf16: packs its weights)
+    start = time.perf_counter()
+    generate(model, prompt, args.new_tokens, temperature=0)
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"mode": args.mode, "weight_MB": nbytes / 2**20, "disk_MB": (disk or nbytes) / 2**20,
+            "peak_rss_MB": rss / 2**20, "tok_per_s": args.new_tokens / seconds}
+
+
+def _perplexity(ckpt: str, text: str, group_size: int) -> list[dict]:
+    import torch
+
+    from scratchllm.generation.loading import load_for_generation
+
+    rows = []
+    for mode in ("fp32", "int8", "int4"):
+        model, tokenizer = load_for_generation(ckpt, quantize=None if mode == "fp32" else mode)
+        ids = torch.tensor(tokenizer.encode(Path(text).read_text(encoding="utf-8")), dtype=torch.long)
+        ctx = model.config.context_length
+        n = (len(ids) - 1) // ctx * ctx
+        with torch.inference_mode():
+            _, loss = model(ids[:n].view(-1, ctx), ids[1 : n + 1].view(-1, ctx))
+        rows.append({"mode": mode, "perplexity": math.exp(float(loss))})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="gpt2-124m")
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--group-size", type=int, default=64)
+    p.add_argument("--bf16-activations", action="store_true", help="int8/int4 with bf16 activations (default fp32)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
+    p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
+    p.add_argument("--text", help="the held-out text for --ckpt")
+    p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # internal: one mode in this process
+    p.add_argument("--write", help=argparse.SUPPRESS)  # internal: quantize and save here
+    p.add_argument("--file", help=argparse.SUPPRESS)  # internal: decode from this quantized file
+    args = p.parse_args()
+    if args.mode:
+        print(json.dumps(_one_mode(args)))
+        return
+    if args.quick:
+        args.new_tokens = 8
+    rows = []
+    tmp = tempfile.TemporaryDirectory()
+    for mode in MODES:
+        cmd = [sys.executable, __file__, "--mode", mode, "--preset", args.preset, "--new-tokens",
+               str(args.new_tokens), "--group-size", str(args.group_size)]
+        cmd += ["--quick"] * args.quick + ["--bf16-activations"] * args.bf16_activations
+        print(f"running {mode} …", file=sys.stderr, flush=True)
+        if mode in ("int8", "int4"):
+            file = str(Path(tmp.name) / f"{mode}.safetensors")
+            subprocess.run([*cmd, "--write", file], capture_output=True, text=True, check=True)
+            cmd += ["--file", file]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    tmp.cleanup()
+    bf16 = next(r for r in rows if r["mode"] == "bf16")
+    print(f"| mode | weights MB | ×bf16 | file MB | peak RSS MB | ×bf16 | decode tok/s | ×bf16 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['weight_MB']:.1f} | {r['weight_MB'] / bf16['weight_MB']:.3f} | {r['disk_MB']:.1f} "
+              f"| {r['peak_rss_MB']:.0f} | {r['peak_rss_MB'] / bf16['peak_rss_MB']:.2f} | {r['tok_per_s']:.1f} "
+              f"| {r['tok_per_s'] / bf16['tok_per_s']:.2f} |")
+    if args.ckpt:
+        ppl = _perplexity(args.ckpt, args.text, args.group_size)
+        base = ppl[0]["perplexity"]
+        for r in ppl:
+            print(f"{r['mode']}: held-out perplexity {r['perplexity']:.3f} ({r['perplexity'] / base - 1:+.2%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""From rendered conversations to padded batches: labels with the prompt masked, truncation, length grouping.
+
+- **Labels**: ``input_ids = ids[:-1]``, ``labels = ids[1:]`` with every position whose target is not an
+  assistant token set to -100 (``mask_prompt=True``, the default); ``mask_prompt=False`` trains on every token
+  (the comparison the issue asks for). The objective then averages over exactly the unmasked targets.
+- **Truncation policy** (over-long examples: more than ``context_length`` + 1 tokens): ``right`` keeps the first
+  ``context_length`` + 1 tokens (the start of the conversation, where the question is) and cuts the end;
+  ``drop`` leaves the example out. An example with no trained token left is always dropped. Both are counted
+  (``EncodedSet.truncated`` / ``dropped``) and logged.
+- **Padding**: right padding with ``pad_id`` (never a target: labels -100, ``attention_mask`` 0). The GPT is
+  causal, so padding after the last real token cannot change any real position's logits.
+- **Length-grouped batches** (``LengthGroupedBatches``): each epoch, shuffle, cut into groups of
+  ``group_batches`` batches, sort each group by length and shuffle the batches: similar lengths share a batch,
+  so little compute goes to padding, while batch order stays random.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from scratchllm.errors import ConfigError, DataError
+from scratchllm.finetune.chat import ChatTemplate
+from scratchllm.model.gpt import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+TRUNCATION = ("right", "drop")
+
+
+@dataclass
+class EncodedSet:
+    examples: list = field(default_factory=list)  # (input_ids, labels), or (ids, labels, ids, labels) for pairs
+    truncated: int = 0
+    dropped: int = 0
+
+    def lengths(self) -> list[int]:
+        return [max(len(ids) for ids in e[::2]) for e in self.examples]
+
+
+def encode_examples(
+    conversations: Sequence[list[dict[str, str]]],
+    template: ChatTemplate,
+    *,
+    context_length: int,
+    mask_prompt: bool = True,
+    truncation: str = "right",
+    name: str = "train",
+    keep_all: bool = False,
+) -> EncodedSet:
+    """Render, shift and truncate every conversation (module docstring: the policy). ``keep_all``: a dropped
+    example leaves a None in its place (so that two lists stay aligned, e.g. the sides of preference pairs)."""
+    if truncation not in TRUNCATION:
+        raise ConfigError(f"data.truncation={truncation!r} is not known; choose one of {', '.join(TRUNCATION)}")
+    out = EncodedSet()
+    for conv in conversations:
+        rendered = template.render(conv)
+        ids, mask = rendered.ids, rendered.mask
+        if len(ids) > context_length + 1:
+            if truncation == "drop":
+                out.dropped += 1
+                if keep_all:
+                    out.examples.append(None)
+                continue
+            ids, mask = ids[: context_length + 1], mask[: context_length + 1]
+            out.truncated += 1
+        labels = [t if (m or not mask_prompt) else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
+        if not any(m for m in mask[1:]):
+            out.dropped += 1  # no assistant token left to learn from
+            if keep_all:
+                out.examples.append(None)
+            continue
+        out.examples.append((ids[:-1], labels))
+    if out.truncated or out.dropped:
+        log.warning("%s: %d of %d examples longer than %d tokens were truncated (truncation=%s), %d dropped",
+                    name, out.truncated, len(conversations), context_length + 1, truncation, out.dropped)
+    if not any(e is not None for e in out.examples):
+        raise DataError(f"no {name} example fits in context_length={context_length} with an assistant token left; "
+                        "raise data.context_length or shorten the examples")
+    return out
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of (input_ids, labels) into ``input_ids``, ``labels`` and ``attention_mask`` tensors."""
+    width = max(len(x) for x, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (x, y) in enumerate(examples):
+        ids[row, : len(x)] = torch.tensor(x)
+        labels[row, : len(y)] = torch.tensor(y)
+        attention[row, : len(x)] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": attention}
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of indices, length-grouped (module docstring); ``shuffle=False`` gives sorted, fixed batches.
+
+    Each rank takes every ``world``-th batch of the same epoch order (the seed is shared), and every rank gets
+    the same number of batches (the tail that does not divide is left out), so DDP ranks never wait on a
+    missing batch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 group_batches: int = 32, rank: int = 0, world: int = 1) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.seed, self.group_batches, self.rank, self.world = seed, group_batches, rank, world
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        if self.shuffle:
+            rng.shuffle(order)
+            group = self.batch_size * self.group_batches
+            order = [i for s in range(0, len(order), group)
+                     for i in sorted(order[s: s + group], key=self.lengths.__getitem__)]
+        else:
+            order.sort(key=self.lengths.__getitem__)
+        batches = [order[s: s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else len(batches)
+        return batches[:usable][self.rank:: self.world]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        self.epoch += 1  # the next pass over the data gets a new order
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self._batches())

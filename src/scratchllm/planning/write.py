@@ -1,0 +1,28 @@
+"""Write a plan's files: plan.md, plan.json, launch_torchrun.sh, launch_slurm.sbatch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scratchllm.errors import ConfigError
+from scratchllm.planning.recipe import Plan, what_would_fit
+from scratchllm.planning.render import plan_dict, plan_markdown, slurm_script, torchrun_script
+
+
+def write_plan(plan: Plan, out: Path, *, strict: bool = True) -> str:
+    """Write the plan's files into ``out`` and return its Markdown. A plan that fits no configuration is still
+    written (its Markdown says what would fit), then refused as a one-line error when ``strict``."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = plan_markdown(plan)
+    (out / "plan.md").write_text(text + "\n", encoding="utf-8")
+    (out / "plan.json").write_text(json.dumps(plan_dict(plan), indent=2) + "\n", encoding="utf-8")
+    if plan.chosen is None:
+        if strict:
+            raise ConfigError(f"{plan.shape.config.name} does not fit {plan.devices} × {plan.accelerator.name}: "
+                              f"{what_would_fit(plan)}")
+        return text
+    for name, body in (("launch_torchrun.sh", torchrun_script(plan)), ("launch_slurm.sbatch", slurm_script(plan))):
+        (out / name).write_text(body, encoding="utf-8")
+        (out / name).chmod(0o755)
+    return text

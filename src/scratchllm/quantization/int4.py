@@ -1,0 +1,143 @@
+"""Weight-only 4-bit, group-wise: each run of ``group_size`` input columns of a row has its own scale (and offset).
+
+One 4-bit code u ∈ [0, 15] per weight, decoded as w ≈ (u − 8) · scale + zero, the convention of torch's CPU int4
+kernel (``zero`` is the value code 8 stands for):
+
+- **symmetric**: scale = max|w| / 7 over the group, zero = 0 (codes 1..15 used; 0 is a spare −8);
+- **asymmetric**: scale = (max − min) / 15, zero = min + 8·scale: all 16 codes span the group's own range, which
+  fits a skewed group better at the price of one more number per group.
+
+Why groups: one scale per row would let a single large weight stretch the step size of the whole row; with 4 bits
+(16 levels) that costs too much, so each group of 32-256 weights gets its own. Scales and zeros are stored in
+bfloat16: with group 64 that is 4 + 2·16/64 = 4.5 bits per weight (float32 would be 5).
+
+Storage (``qweight``, what the file holds): two codes per byte, the even column in the low nibble. The kernel
+(``torch.ops.aten._weight_int4pack_mm_for_cpu``) wants its own blocked layout made by
+``_convert_weight_to_int4pack_for_cpu`` (rows a multiple of 16, group_size 32/64/128/256 dividing the columns); the
+module makes it on first use and keeps it beside ``qweight``. Shapes or devices the kernel refuses compute with
+``reference_int4_linear``: dequantise, then an ordinary linear (what the kernel is tested against).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GROUP_SIZES = (32, 64, 128, 256)  # what torch's CPU kernel takes; our own code would take any divisor
+SCALE_DTYPE = torch.bfloat16
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def quantize_int4(weight: torch.Tensor, group_size: int, symmetric: bool) -> tuple[torch.Tensor, ...]:
+    """(out, in) float weight → (packed codes (out, in/2) uint8, scales (out, in/g), zeros (out, in/g))."""
+    out_features, in_features = weight.shape
+    w = weight.detach().float().reshape(out_features, in_features // group_size, group_size)
+    if symmetric:
+        scales = (w.abs().amax(-1) / 7.0).clamp(min=1e-10)
+        zeros = torch.zeros_like(scales)
+    else:
+        lo, hi = w.amin(-1), w.amax(-1)
+        scales = ((hi - lo) / 15.0).clamp(min=1e-10)
+        zeros = lo + 8 * scales
+    # Round the scale/zero to what is stored first, so the codes are chosen for the numbers decoding will use.
+    scales, zeros = scales.to(SCALE_DTYPE).float(), zeros.to(SCALE_DTYPE).float()
+    codes = torch.round((w - zeros[..., None]) / scales[..., None] + 8).clamp(0, 15).to(torch.uint8)
+    return pack_nibbles(codes.reshape(out_features, in_features)), scales.to(SCALE_DTYPE), zeros.to(SCALE_DTYPE)
+
+
+def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """(rows, cols) values 0..15 → (rows, cols/2) bytes, column 2j in the low nibble, 2j+1 in the high one."""
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).to(torch.uint8)
+
+
+def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``pack_nibbles``: (…, cols/2) bytes → (…, cols) uint8 codes."""
+    return torch.stack((packed & 0x0F, packed >> 4), dim=-1).flatten(-2)
+
+
+def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Rows of codes (…, in/2) with their scales/zeros (…, in/g) → float weights (…, in)."""
+    codes = unpack_nibbles(packed).float()
+    groups = scales.shape[-1]
+    w = codes.unflatten(-1, (groups, -1))
+    w = (w - 8) * scales.float()[..., None] + zeros.float()[..., None]
+    return w.flatten(-2).to(dtype)
+
+
+def reference_int4_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x, dequantize_int4(packed, scales, zeros, x.dtype), None if bias is None else bias.to(x.dtype))
+
+
+def kernel_fits(out_features: int, in_features: int, group_size: int) -> bool:
+    """Whether torch's CPU int4 kernel takes this shape (checked, not discovered by catching its error)."""
+    return (out_features % 16 == 0 and group_size in GROUP_SIZES and in_features % group_size == 0
+            and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"))
+
+
+class Int4Linear(nn.Module):
+    """A linear layer holding 4-bit codes (``qweight``), per-group ``scales`` and ``zeros``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, group_size: int, *,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        groups = in_features // group_size
+        self.register_buffer("qweight", torch.empty(out_features, in_features // 2, dtype=torch.uint8, device=device))
+        self.register_buffer("scales", torch.empty(out_features, groups, dtype=SCALE_DTYPE, device=device))
+        self.register_buffer("zeros", torch.empty(out_features, groups, dtype=SCALE_DTYPE, device=device))
+        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device), requires_grad=False) \
+            if bias else None
+        self._kernel: tuple[tuple[int, int, torch.dtype], torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int, symmetric: bool) -> "Int4Linear":
+        new = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size,
+                  device=linear.weight.device, dtype=linear.weight.dtype)
+        packed, scales, zeros = quantize_int4(linear.weight, group_size, symmetric)
+        new.qweight.copy_(packed)
+        new.scales.copy_(scales)
+        new.zeros.copy_(zeros)
+        if linear.bias is not None:
+            new.bias.data.copy_(linear.bias.detach())
+        return new
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module's signature
+        # .to(dtype) would cast the stored bf16 scales; they stay bf16 (the kernel copy is made in the input dtype).
+        scales, zeros = self.scales, self.zeros
+        out = super()._apply(fn, recurse)
+        if self.scales.dtype != SCALE_DTYPE:
+            self.scales, self.zeros = scales.to(self.scales.device), zeros.to(self.zeros.device)
+        self._kernel = None
+        return out
+
+    def _kernel_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """torch's packed layout and its (groups, out, 2) scale/zero table, made once per weights and dtype."""
+        key = (self.qweight.data_ptr(), self.qweight._version, dtype)
+        if self._kernel is None or self._kernel[0] != key:
+            codes = unpack_nibbles(self.qweight).to(torch.int32)  # the converter reads one int32 per code
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+            table = torch.stack((self.scales, self.zeros), dim=-1).transpose(0, 1).contiguous().to(dtype)
+            self._kernel = (key, packed, table)
+        return self._kernel[1], self._kernel[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES
+                or not kernel_fits(self.out_features, self.in_features, self.group_size)):
+            return reference_int4_linear(x, self.qweight, self.scales, self.zeros, self.bias)
+        packed, table = self._kernel_weights(x.dtype)
+        flat = x.reshape(-1, self.in_features)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, self.group_size, table)
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def embed(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Rows ``ids`` of the dequantised matrix (the token embedding of a tied head)."""
+        return dequantize_int4(self.qweight[ids], self.scales[ids], self.zeros[ids], dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"int4 group_size={self.group_size}")

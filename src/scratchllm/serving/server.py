@@ -1,0 +1,94 @@
+"""What ``python -m scratchllm.serve`` does once Hydra has composed its config: check it, load the model once,
+run uvicorn on one event loop (one process: the model is in memory once)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from scratchllm.errors import ConfigError, InputError
+from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
+from scratchllm.threads import apply_threads, check_threads
+
+
+@dataclass
+class ServeOptions:
+    """The fields of conf/serve.yaml (see there for what each one does)."""
+
+    ckpt_path: str = "last"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    name: str | None = None
+    max_queue: int = 8
+    max_tokens: int = 512
+    max_prompt_tokens: int | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    tokenizer: Mapping[str, Any] | str | None = None
+    threads: int | str | None = None
+    log_dir: str = "logs"
+
+    def __post_init__(self) -> None:
+        for key in ("port", "max_queue", "max_tokens"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "port" else 1):
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        if self.port > 65535:
+            raise ConfigError(f"port must be at most 65535, got {self.port}")
+        if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int)
+                                                   or self.max_prompt_tokens < 1):
+            raise ConfigError(f"max_prompt_tokens must be a positive integer or null, got {self.max_prompt_tokens!r}")
+        check_threads(self.threads)
+        resolve_dtype(self.dtype)
+        resolve_device(self.device)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "ServeOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def tokenizer_spec(self) -> Mapping[str, Any] | str | None:
+        if isinstance(self.tokenizer, Mapping):
+            return {k: v for k, v in self.tokenizer.items() if v is not None} or None
+        return self.tokenizer
+
+
+def build_engine(options: ServeOptions) -> Any:
+    from scratchllm.serving.engine import Engine
+
+    apply_threads(options.threads)
+    model, tokenizer = load_for_generation(options.ckpt_path, device=options.device, dtype=options.dtype,
+                                           tokenizer=options.tokenizer_spec(), log_dir=options.log_dir)
+    if tokenizer is None:
+        raise InputError("this checkpoint names no tokenizer, and the server speaks text: pass tokenizer=<name> or "
+                         "tokenizer.path=<tokenizer.json or folder>")
+    return Engine(model, tokenizer, name=options.name or model.config.name, max_queue=options.max_queue,
+                  max_prompt_tokens=options.max_prompt_tokens, max_tokens_limit=options.max_tokens)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a TIME_WAIT port is free
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}); pass port=<another> or stop what "
+                              f"uses it") from None
+
+
+def serve(options: ServeOptions) -> None:
+    import uvicorn
+
+    from scratchllm.serving.api import create_app
+
+    _check_port(options.host, options.port)  # before the (slow) load, not after it
+    print(f"loading {options.ckpt_path} …", file=sys.stderr, flush=True)
+    engine = build_engine(options)
+    cfg = engine.model.config
+    print(f"loaded {engine.name} ({cfg.n_layer} layers, context {cfg.context_length}, tokenizer "
+          f"{engine.tokenizer.name}); playground http://{options.host}:{options.port}/ , OpenAI base_url "
+          f"http://{options.host}:{options.port}/v1", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(engine), host=options.host, port=options.port, log_level="warning")
