@@ -2,19 +2,19 @@
 
 Why: torch's OpenMP threads spin-wait between parallel regions. When another process keeps a core busy, a 2-thread
 run waits for a thread the OS has not scheduled, and its spinning steals the core the other process wanted. The
-fix (scratchllm.threads): ``threads=auto`` uses only the cores that are free at start, and the OpenMP wait policy
-is passive. This script measures, side by side in one run, alternating configurations:
+fix (scratchllm.threads): ``threads=auto`` uses only the cores that are free at start. This script measures, side
+by side in one run, alternating configurations:
 
 - ``before``: the code as it was before the fix (a ``git archive`` of ``--before``, default 61080db: torch's
-  default threads, libgomp's default spin);
-- ``after``: the current code with its defaults (``threads=auto``, passive wait);
-- ``after, threads=2``: the current code forced to 2 threads (passive wait only), and ``after`` with libgomp's
-  default spin (threads=auto only), to separate the two remedies;
+  default threads);
+- ``after``: the current code with its defaults (``threads=auto``);
+- two alternatives measured for the record: ``threads=auto`` with a passive OpenMP wait policy, and 2 threads
+  with the passive policy (what a passive policy alone does beside a busy core);
 
 each in two conditions: ``idle`` and ``busy`` (a pure-Python busy loop on one core, started before and killed after
 each command). Training: ``python -m scratchllm.train`` (defaults: nano, char) for ``--steps`` steps, no
 validation, steps/s from result.json's training seconds. Decoding: ``python -m scratchllm.generate`` on a nano
-checkpoint trained first, ``--tokens`` new tokens, tokens/s from its stderr line.
+checkpoint trained first (20 steps, by each version), ``--tokens`` new tokens, tokens/s from its stderr line.
 
     .venv/bin/python experiments/bench_threads.py                # ~8 min on 2 cores; run on an idle machine
     .venv/bin/python experiments/bench_threads.py --quick        # one repeat, fewer steps (a smoke run)
@@ -96,18 +96,22 @@ def main() -> None:
     before.mkdir()
     archive = subprocess.run(["git", "archive", args.before, "src", "conf"], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
-    # (source, overrides, environment); GOMP_SPINCOUNT=300000 is libgomp's own spin when no policy is set
+    # (source, overrides, environment)
     configs = {
-        "before (torch default threads, default spin)": (before / "src", [], {}),
-        "after (threads=auto, passive wait)": (REPO / "src", [], {}),
-        "after, threads=2 (passive wait only)": (REPO / "src", ["threads=2"], {}),
-        "after, threads=auto with default spin (auto only)": (REPO / "src", [], {"GOMP_SPINCOUNT": "300000"}),
+        "before (torch's default threads)": (before / "src", [], {}),
+        "after (threads=auto, the default)": (REPO / "src", [], {}),
+        "after, threads=auto + OMP_WAIT_POLICY=PASSIVE (rejected)": (REPO / "src", [], {"OMP_WAIT_POLICY": "PASSIVE"}),
+        "after, threads=2 + OMP_WAIT_POLICY=PASSIVE": (REPO / "src", ["threads=2"], {"OMP_WAIT_POLICY": "PASSIVE"}),
     }
-    # one nano checkpoint for every decode run (trained by the current code; both versions read it)
-    ckpt_dir = work / "ckpt"
-    ckpt_dir.mkdir()
-    _train(REPO / "src", ckpt_dir, 20, [])
-    ckpt = next(ckpt_dir.glob("run-*/checkpoints/last.ckpt"))
+    # a nano checkpoint for the decode runs, one per version (the same seed and steps; an older version cannot
+    # read a newer checkpoint's model config)
+    ckpts: dict[Path, Path] = {}
+    for src, _, _ in configs.values():
+        if src not in ckpts:
+            ckpt_dir = work / f"ckpt-{len(ckpts)}"
+            ckpt_dir.mkdir()
+            _train(src, ckpt_dir, 20, [])
+            ckpts[src] = next(ckpt_dir.glob("run-*/checkpoints/last.ckpt"))
 
     machine = machine_info("cpu")
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -119,7 +123,7 @@ def main() -> None:
                     if spinner:
                         time.sleep(0.5)
                     train = _train(src, work, args.steps, extra, env)
-                    decode = _decode(src, work, ckpt, args.tokens, extra, env)
+                    decode = _decode(src, work, ckpts[src], args.tokens, extra, env)
                 finally:
                     if spinner:
                         spinner.kill()

@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from scratchllm.cli import precheck_overrides, report_user_errors
 from scratchllm.paths import config_dir
-from scratchllm.threads import prefer_passive_wait
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="generate")
@@ -35,7 +34,6 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    prefer_passive_wait()  # before torch loads (scratchllm.threads says why)
     precheck_overrides(str(config_dir()), "generate", sys.argv[1:])
     _main()
 

@@ -18,7 +18,6 @@ import argparse
 import sys
 
 from scratchllm.cli import report_user_errors
-from scratchllm.threads import prefer_passive_wait
 
 
 def write_tasks(argv: list[str]) -> None:
@@ -37,7 +36,6 @@ def write_tasks(argv: list[str]) -> None:
 
 
 def main() -> None:
-    prefer_passive_wait()  # before torch loads (scratchllm.threads says why)
     try:
         from lm_eval.__main__ import cli_evaluate
     except ModuleNotFoundError:

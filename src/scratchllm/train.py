@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 
 from scratchllm.cli import precheck_overrides, report_user_errors, tidy_logging
 from scratchllm.paths import config_dir
-from scratchllm.threads import prefer_passive_wait
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -32,7 +31,6 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    prefer_passive_wait()  # before torch loads (scratchllm.threads says why)
     precheck_overrides(str(config_dir()), "train", sys.argv[1:])
     _main()
 

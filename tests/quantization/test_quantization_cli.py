@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from scratchllm.generation import generate
 from scratchllm.generation.loading import load_for_generation
@@ -42,8 +43,15 @@ def test_quantize_then_generate_from_the_file(trained: dict, tmp_path: Path, met
                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "The" + greedy(out, "The", 20) + "\n"
-    # quantize= in generate gives the same model as the file (the file stores the leftover floats in bf16: close)
-    assert greedy(trained["ckpt"], "The", 20, quantize=method)[:10] == greedy(out, "The", 20)[:10]
+    # quantize= in generate gives the same model as the file, up to the file's bf16 storage of the leftover floats
+    # (scales, norms): compare logits, not greedy text (a near-tie between two characters may flip either way).
+    # The two quantized models differ by no more than about what quantizing itself changes.
+    on_the_fly, tokenizer = load_for_generation(trained["ckpt"], device="cpu", quantize=method)
+    from_file, _ = load_for_generation(out, device="cpu")
+    ids = torch.tensor([encode_prompt(tokenizer, "The quick brown fox")])
+    with torch.no_grad():
+        a, b, full = on_the_fly(ids)[0], from_file(ids)[0], trained["model"](ids)[0]
+    assert (a - b).abs().max() < 1.5 * (a - full).abs().max(), ((a - b).abs().max(), (a - full).abs().max())
 
 
 def test_generate_quantize_option_and_its_errors(trained: dict, tmp_path: Path) -> None:

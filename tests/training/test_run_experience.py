@@ -4,7 +4,6 @@ nothing left to do, the progress bar after a resume, and the thread choice."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -95,18 +94,3 @@ def test_bad_threads_value_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: threads must be auto")
 
-
-def test_passive_wait_respects_a_users_choice(monkeypatch):
-    from scratchllm.threads import prefer_passive_wait
-
-    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        monkeypatch.delenv(var, raising=False)
-    prefer_passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
-    prefer_passive_wait()
-    assert "OMP_WAIT_POLICY" not in os.environ
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    prefer_passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
