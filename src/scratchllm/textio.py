@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import codecs
 import glob
+import json
 import logging
 import os
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from scratchllm.errors import ConfigError, DataError
 
@@ -163,3 +164,20 @@ class BinarySkips:
             path, reason = self.files[0]
             others = f", and so do the other {len(self.files) - 1} input file(s)" if len(self.files) > 1 else ""
             raise DataError(f"{self.option}: {binary_message(path, reason)}{others}; {self.fix}")
+
+
+def read_jsonl(path: Path, hint: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, object)`` for each non-blank line of a JSONL file; ``where`` is ``file:line`` for messages."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); fix the line or "
+                                f"remove it from {hint}") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
+            yield where, obj

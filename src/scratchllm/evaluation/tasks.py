@@ -20,12 +20,12 @@ A task's name is its file's stem. Built-in tasks (``builtin.py``) are made of th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from scratchllm.errors import DataError
+from scratchllm.textio import read_jsonl
 
 DEFAULT_STOP = ("\n",)
 DEFAULT_MAX_NEW_TOKENS = 32
@@ -117,17 +117,7 @@ def load_jsonl_task(path: str | Path) -> Task:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"task file {path} does not exist; pass a built-in task name or a .jsonl file")
-    items: list[Item] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg}); one JSON object per line") from None
-            items.append(_item(record, where))
+    items = [_item(record, where) for where, record in read_jsonl(path, "the task file")]
     if not items:
         raise DataError(f"task file {path} holds no items; one JSON object per line")
     kinds = {KINDS[type(i)] for i in items}

@@ -20,27 +20,10 @@ from typing import Any, Iterator, Sequence
 
 from scratchllm.errors import ConfigError, DataError
 from scratchllm.finetune.chat import check_messages
-from scratchllm.textio import expand_paths
+from scratchllm.textio import expand_paths, read_jsonl  # read_jsonl: the one JSONL line reader
 
 FORMATS = ("auto", "chat", "alpaca")
 _SUFFIXES = (".jsonl", ".json")
-
-
-def read_jsonl(path: Path, hint: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, object)`` for each non-blank line of a JSONL file; ``where`` is ``file:line`` for messages."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); fix the line or "
-                                f"remove it from {hint}") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
-            yield where, obj
 
 
 def to_messages(obj: dict[str, Any], where: str, fmt: str = "auto", system: str | None = None) -> list[dict[str, str]]:
