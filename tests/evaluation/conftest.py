@@ -4,7 +4,6 @@ are set by hand so that it knows every answer (a bigram table), and a training c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -15,13 +14,6 @@ from scratchllm.tokenizers import CharTokenizer
 # The bigram model's alphabet: each character is followed by the next one (the last by the first).
 ALPHABET = "abcdefgh\n"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_gpt(vocab_size: int, context_length: int = 16, seed: int = 0, **overrides) -> GPT:

@@ -7,7 +7,7 @@ default 0.02 std it mostly repeats its input token), so "cached equals uncached"
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -19,14 +19,6 @@ TINY: dict[str, Any] = dict(
     tie_embeddings=False,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Decode steps are tiny ops: with 2 threads on the shared 2-core box, thread hand-offs cost ~50x the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_model(seed: int = 0, **overrides: Any) -> GPT:

@@ -4,7 +4,6 @@ checkpoint the way scratchllm.checkpoint writes one, plus a held-out slice of th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -17,13 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "README.md").read_text(encoding="utf-8")  # English prose and code: a few tens of KB, in the repo
 SMALL = dict(context_length=64, n_layer=2, n_head=2, n_embd=64, mlp_hidden=128, dropout=0.0)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def held_out_nll(model: torch.nn.Module, ids: torch.Tensor, ctx: int = 64) -> float:
