@@ -76,7 +76,7 @@ def resolve(spec: str | Path | None, log_dir: str | Path = "logs") -> Path:
         )
     if path.is_dir() and (path / "checkpoints").is_dir():
         last = path / "checkpoints" / "last.ckpt"
-        if not last.is_file():
+        if not last.exists():  # a file, or the folder of a sharded (FSDP) checkpoint
             raise CheckpointError(f"run folder {spec} has no checkpoints/last.ckpt; pass one of its .ckpt files")
         return last
     return path
@@ -223,6 +223,12 @@ def load(path: str | Path, *, verify: bool = True, training: bool = True, mmap: 
             f"changed on disk); resume from another checkpoint of the run, or retrain"
         )
     return ckpt
+
+
+def load_object(stream: Any) -> Any:
+    """One ``torch.save``'d object inside another format (the non-tensor items of a sharded checkpoint), with the
+    same restricted (``weights_only``) unpickler."""
+    return torch.load(stream, map_location="cpu", weights_only=True)
 
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:

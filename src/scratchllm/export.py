@@ -5,6 +5,7 @@ Examples::
 
     python -m scratchllm.export format=gguf ckpt_path=last output=model.gguf
     python -m scratchllm.export format=gguf ckpt_path=run.ckpt output=model-q8.gguf dtype=q8_0
+    python -m scratchllm.export format=ckpt ckpt_path=<run folder or sharded last.ckpt/> output=model.ckpt
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 from scratchllm.cli import precheck_overrides, report_user_errors
 from scratchllm.paths import config_dir
 
-FORMATS = ("gguf",)
+FORMATS = ("gguf", "ckpt")  # ckpt: a sharded (FSDP) checkpoint folder as one file
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
@@ -30,6 +31,15 @@ def _main(cfg: DictConfig) -> None:
         if cfg.format not in FORMATS:
             raise ConfigError(f"format={cfg.format} is not known; choose one of: {', '.join(FORMATS)} (Hugging Face "
                               f"folders: scratchllm.interop.hf.save_hf)")
+        if cfg.format == "ckpt":  # an FSDP run's sharded checkpoint folder → one regular checkpoint file
+            from scratchllm.checkpoint import resolve
+            from scratchllm.training.sharded import convert
+
+            if not cfg.output:
+                raise ConfigError("no output file given; pass output=<name>.ckpt")
+            path = convert(resolve(cfg.ckpt_path, cfg.log_dir), cfg.output)
+            print(f"wrote {path} ({path.stat().st_size / 2**20:,.1f} MB)", file=sys.stderr, flush=True)
+            return
         if cfg.dtype not in DTYPES:  # before the weights are read
             raise ConfigError(f"dtype={cfg.dtype} is not a GGUF export type; choose one of: {', '.join(DTYPES)}")
         if not cfg.output:

@@ -56,3 +56,9 @@ def test_plan_a_preset_with_changed_fields(tmp_path):
     data = json.loads((tmp_path / "p" / "plan.json").read_text())
     assert data["model"]["config"]["n_layer"] == 6 and data["training"]["tokens"] == 10**10
     assert "model=gpt2-124m model.n_layer=6 " in (tmp_path / "p" / "launch_torchrun.sh").read_text()
+
+
+def test_a_budget_nothing_fits_says_what_would(tmp_path):
+    r = plan(tmp_path, "params=10b", "gpus=1", "gpu=l4")
+    assert r.returncode == 2 and "even with FSDP full shard and full checkpointing" in r.stderr
+    assert "try gpus=16" in r.stderr

@@ -87,6 +87,9 @@ def load_for_generation(
     target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
     quant = QuantConfig(method=str(quantize)) if quantize not in (None, "", "none") else None
     override = tokenizer_override(tokenizer)  # before the weights: a wrong tokenizer costs no loading time
+    if where.is_dir() and (where / "meta.pt").is_file():  # written by FSDP with state_dict_type=sharded
+        raise CheckpointError(f"{where} is a sharded (FSDP) checkpoint folder; make one file of it first: python -m "
+                              f"scratchllm.export format=ckpt ckpt_path={where} output=model.ckpt")
     if where.is_dir():
         model, saved_tokenizer = _load_hf_folder(where)
     elif read_meta(where) is not None:

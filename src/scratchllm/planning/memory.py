@@ -20,26 +20,33 @@ from dataclasses import dataclass
 from scratchllm.model.config import ModelConfig
 from scratchllm.model.report import param_report
 
-# bytes per parameter: weights, gradients, optimizer (Adam m and v), autocast copy; bytes per activation
+# bytes per parameter: weights, gradients, optimizer (Adam m and v), autocast copy; bytes per activation (a matmul's
+# input or output) and per residual-stream value (autocast keeps the residual stream and the norms in fp32)
 PRECISIONS = {
-    "bf16-mixed": dict(weights=4, grads=4, optimizer=8, cast=2, act=2),
-    "32-true": dict(weights=4, grads=4, optimizer=8, cast=0, act=4),
-    "bf16-true": dict(weights=2, grads=2, optimizer=4, cast=0, act=2),
+    "bf16-mixed": dict(weights=4, grads=4, optimizer=8, cast=2, act=2, resid=4),
+    "32-true": dict(weights=4, grads=4, optimizer=8, cast=0, act=4, resid=4),
+    "bf16-true": dict(weights=2, grads=2, optimizer=4, cast=0, act=2, resid=2),
 }
+# AdamW implementations: foreach (our default off CUDA) holds one state-sized temporary (the sqrt of the second
+# moment) during its step; the fused CUDA kernel none
+OPTIMIZERS = ("fused", "foreach")
 STRATEGIES = ("ddp", "fsdp-hybrid", "fsdp-full")
 CHECKPOINTING = ("none", "selective", "full")  # selective: the attention sub-layer is recomputed
 
 
-def per_layer(cfg: ModelConfig, tokens: int, seq: int, act: int, *, flash: bool = True) -> dict[str, float]:
+def per_layer(cfg: ModelConfig, tokens: int, seq: int, act: int, *, flash: bool = True,
+              resid: int | None = None) -> dict[str, float]:
     """Bytes one layer keeps for backward, split into the attention and MLP sub-layers (norms included).
 
     ``tokens`` = micro-batch × sequence length. Dropout adds 1-byte masks (and a kept copy of the attention
-    probabilities) only when ``cfg.dropout > 0``.
+    probabilities) only when ``cfg.dropout > 0``. ``resid``: bytes per value of the residual stream, which each
+    norm keeps as its input (default ``act``; 4 under autocast, measured: bf16-mixed keeps the norms' inputs fp32).
     """
     h, f, kv = cfg.n_embd, cfg.mlp_hidden, cfg.n_kv_head * cfg.head_dim
+    r = act if resid is None else resid
     drop = cfg.dropout > 0
     # norm input, qkv input (norm output), q and k, v, output-projection input; dropout mask on the output
-    attn = tokens * (act * (h + h + (h + kv) + kv + h) + (h if drop else 0))
+    attn = tokens * (r * h + act * (h + (h + kv) + kv + h) + (h if drop else 0))
     if cfg.position == "rope":  # rotated copies of q and k (the unrotated ones stay in the qkv output v views)
         attn += tokens * act * (h + kv)
     if not flash:  # softmax output a·s²·b, plus its dropout mask and dropped copy
@@ -47,21 +54,22 @@ def per_layer(cfg: ModelConfig, tokens: int, seq: int, act: int, *, flash: bool 
         attn += cfg.n_head * seq * seq * b * (act + ((1 + act) if drop else 0))
     # norm input, fc input, then GELU: its input and output (f each); SwiGLU: gate, up, silu(gate), product
     mlp_tensors = 4 * f if cfg.mlp == "swiglu" else 2 * f
-    mlp = tokens * (act * (h + h + mlp_tensors) + (h if drop else 0))
+    mlp = tokens * (r * h + act * (h + mlp_tensors) + (h if drop else 0))
     if cfg.norm == "rmsnorm":  # ours keeps its normalised copy before the weight too (layers.RMSNorm)
-        attn, mlp = attn + tokens * act * h, mlp + tokens * act * h
+        attn, mlp = attn + tokens * r * h, mlp + tokens * r * h
     return {"attention": attn, "mlp": mlp}
 
 
 def activations(cfg: ModelConfig, micro: int, checkpointing: str, act: int, flash: bool = True,
-                rebuilt: bool = True) -> float:
+                rebuilt: bool = True, resid: int | None = None) -> float:
     """Activation bytes at the peak of one micro-batch's backward pass (``rebuilt=False``: without the layer
     that checkpointing recomputes at a time, i.e. what the forward pass leaves saved)."""
     seq = cfg.context_length
     tokens = micro * seq
-    layer = per_layer(cfg, tokens, seq, act, flash=flash)
+    r = act if resid is None else resid
+    layer = per_layer(cfg, tokens, seq, act, flash=flash, resid=r)
     full_layer = layer["attention"] + layer["mlp"]
-    block_input = tokens * cfg.n_embd * act
+    block_input = tokens * cfg.n_embd * r
     if checkpointing == "none":
         kept = cfg.n_layer * full_layer
     elif checkpointing == "selective":  # the layer input and the MLP's tensors stay; one attention is rebuilt
@@ -72,7 +80,7 @@ def activations(cfg: ModelConfig, micro: int, checkpointing: str, act: int, flas
         kept -= 0 if checkpointing == "none" else (full_layer if checkpointing == "full" else layer["attention"])
     # head: final norm input and output (and RMSNorm's normalised copy), and the loss's fp32 log-softmax over
     # the (padded) vocabulary
-    norm_f = (3 if cfg.norm == "rmsnorm" else 2) * cfg.n_embd * act
+    norm_f = ((2 if cfg.norm == "rmsnorm" else 1) * r + act) * cfg.n_embd
     head = tokens * (norm_f + 4 * cfg.padded_vocab_size)
     return kept + head
 
@@ -101,8 +109,16 @@ def block_params(cfg: ModelConfig) -> int:
 
 
 def memory(cfg: ModelConfig, *, strategy: str, checkpointing: str, precision: str, micro: int, world: int,
-           per_node: int, flash: bool = True) -> Memory:
-    """One device's memory for this strategy × checkpointing × precision at micro-batch ``micro``."""
+           per_node: int, flash: bool = True, optimizer: str = "fused") -> Memory:
+    """One device's peak memory for this strategy × checkpointing × precision at micro-batch ``micro``.
+
+    The peak is the larger of two moments (checked against real CPU runs: experiments/bench_memory.py):
+    - the end of the forward pass: weights, optimizer state, the previous step's gradients (Lightning zeroes them
+      between the forward and the backward pass), every kept activation, autocast's weight copies, and the
+      logits alive while the loss is computed (plus their fp32 copy under bf16);
+    - the optimizer step: weights, gradients, state and the step's temporaries (``optimizer``: foreach keeps one
+      state-sized temporary; fused none), the activations gone.
+    ``buffers`` holds what is not weights, gradients, state or kept activations at the larger moment."""
     p = PRECISIONS[precision]
     n = param_report(cfg).allocated  # what the device holds: the padded vocabulary rows too
     shard = {"ddp": 1, "fsdp-hybrid": min(world, per_node), "fsdp-full": world}[strategy]
@@ -110,18 +126,24 @@ def memory(cfg: ModelConfig, *, strategy: str, checkpointing: str, precision: st
     outside = n - cfg.n_layer * blk  # embeddings, head, final norm: FSDP's root unit
     # autocast's bf16 copies live for every layer whose activations are kept (one at a time under full)
     cast = p["cast"] * (outside + (blk if checkpointing == "full" else n - outside))
+    acts = activations(cfg, micro, checkpointing, p["act"], flash, resid=p["resid"])
+    # logits alive while the loss is computed (the fp32 log-softmax itself is counted in the activations)
+    loss = micro * cfg.context_length * cfg.padded_vocab_size * (p["act"] + (4 if p["act"] != 4 else 0))
+    step = n * p["optimizer"] / 2 / shard if optimizer == "foreach" else 0
+    moment = max(cast + loss, step - acts)  # what the larger moment adds to weights, grads, state, activations
     if strategy == "ddp":
-        # DDP's all-reduce buckets are a second copy of the gradients (Lightning keeps gradient_as_bucket_view off)
-        buffers = n * p["grads"] + cast
+        # DDP's all-reduce buckets are a second copy of the gradients (Lightning keeps gradient_as_bucket_view off);
+        # one device runs without DDP
+        buffers = (n * p["grads"] if world > 1 else 0) + moment
     else:
         # the root unit stays gathered through forward and backward; two blocks gathered (the running one and the
         # prefetched next) with one block's unsharded gradients before the reduce-scatter
-        buffers = (outside + 2 * blk) * p["weights"] + blk * p["grads"] + cast
+        buffers = (outside + 2 * blk) * p["weights"] + blk * p["grads"] + moment
     return Memory(
         strategy, checkpointing, precision, micro,
         weights=n * p["weights"] / shard,
         grads=n * p["grads"] / shard,
         optimizer=n * p["optimizer"] / shard,
-        activations=activations(cfg, micro, checkpointing, p["act"], flash),
+        activations=acts,
         buffers=buffers,
     )

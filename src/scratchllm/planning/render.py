@@ -46,8 +46,6 @@ def train_overrides(plan: "Plan") -> list[str]:
         f"precision={plan.precision}",
         f"trainer.accumulate_grad_batches={plan.accumulation}", f"trainer.max_steps={plan.steps}",
         f"optim.lr={plan.lr:.3g}", f"scheduler.warmup_steps={plan.warmup_steps}", "scheduler.min_lr_ratio=0.1",
-        # the end-of-run sample reads the model's weights directly, which FSDP leaves sharded
-        *(["sample.max_new_tokens=0"] if strategy != "ddp" else []),
         # every rank must write to the same run folder (the default name is per process)
         "hydra.run.dir=logs/train/runs/$RUN_ID",
     ]

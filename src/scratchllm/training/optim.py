@@ -22,14 +22,19 @@ from scratchllm.errors import ConfigError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: every ≥2-D parameter (matrices, embeddings) decayed; 1-D ones (norms, biases) not.
+    """Two AdamW groups: matrices and embeddings decayed; norm gains and biases (the 1-D ones) not.
 
-    Tied weights appear once (``named_parameters`` de-duplicates shared tensors)."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 else no_decay).append(p)
+    Told apart by module type and name, not ``p.dim()``: under FSDP (``use_orig_params``) the optimizer is built
+    after wrapping, when every parameter is a 1-D view of its shard; by dimension nothing would be decayed (and
+    an empty group cannot be restored from a sharded checkpoint). Tied weights appear once."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        is_norm = isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if is_norm or name == "bias" else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

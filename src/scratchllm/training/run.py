@@ -55,12 +55,16 @@ def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
     if ckpt_path in (None, "", "null"):
         return None
     from scratchllm import checkpoint
+    from scratchllm.training import sharded
 
     path = checkpoint.resolve(ckpt_path, log_dir)
-    if not path.is_file():
+    if sharded.is_sharded(path):  # an FSDP run's folder (state_dict_type=sharded): its metadata file
+        checkpoint.describe(sharded.load_meta(path), path)
+    elif not path.is_file():
         raise CheckpointError(f"ckpt_path={ckpt_path} is not a checkpoint file; resume from a .ckpt file or last")
-    checkpoint.describe(checkpoint.load(path, verify=False, mmap=True), path)  # a look at its structure: one-line
-    log.info("resuming from %s", path)                                      # errors before Lightning starts
+    else:  # a look at its structure: one-line errors before Lightning starts
+        checkpoint.describe(checkpoint.load(path, verify=False, mmap=True), path)
+    log.info("resuming from %s", path)
     return str(path)
 
 
@@ -230,8 +234,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         result["best_checkpoint"] = checkpoint_cb.best_model_path
         result["last_checkpoint"] = checkpoint_cb.last_model_path
 
+    if cfg.sample.max_new_tokens > 0:
+        from scratchllm.training.strategies import sampling_model
+
+        sampler = sampling_model(trainer, module)  # FSDP: the full weights gathered onto rank 0 (every rank joins)
     if trainer.is_global_zero and cfg.sample.max_new_tokens > 0:
-        result["sample"] = sample_text(module, tokenizer, cfg.sample)
+        result["sample"] = sample_text(sampler, tokenizer, cfg.sample)
         print("\n----- sample -----\n" + result["sample"] + "\n------------------", flush=True)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -254,13 +262,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def sample_text(module: GPTLitModule, tokenizer: Any, sample_cfg: DictConfig) -> str:
-    """Decode a short continuation of ``sample.prompt`` with the generation module (KV cache, top-k)."""
+def sample_text(module: GPTLitModule | torch.nn.Module, tokenizer: Any, sample_cfg: DictConfig) -> str:
+    """Decode a short continuation of ``sample.prompt`` with the generation module (KV cache, top-k); ``module``:
+    the LightningModule or the GPT itself."""
     from scratchllm.generation import SamplingConfig, generate
 
     prompt = str(sample_cfg.prompt)
     prompt_ids = tokenizer.encode(prompt) if prompt else []
     sampling = SamplingConfig.from_mapping(OmegaConf.to_container(sample_cfg, resolve=True))
-    new_ids = generate(module.model, prompt_ids, int(sample_cfg.max_new_tokens), sampling=sampling,
+    new_ids = generate(getattr(module, "model", module), prompt_ids, int(sample_cfg.max_new_tokens), sampling=sampling,
                        eot_id=tokenizer.eot_id)
     return prompt + tokenizer.decode(new_ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
 from scratchllm.model.gpt import Block
+from scratchllm.training import sharded
 
 
 class BlockFSDPStrategy(FSDPStrategy):
@@ -23,6 +25,11 @@ class BlockFSDPStrategy(FSDPStrategy):
       wrapper of the fit is reused.
     - one-file checkpoints gather the state with ``offload_to_cpu=True``, which on CPU tensors hands back freed
       memory (a segfault in ``clone``): on CPU they are gathered to rank 0 without it.
+
+    Sharded checkpoints (``state_dict_type="sharded"``, a folder: ``training/sharded.py``) go through
+    torch.distributed.checkpoint's ``get_state_dict``/``set_state_dict`` instead of Lightning's own code, whose
+    metadata file bypasses ``scratchllm.checkpoint`` (no atomic save, no digest) and whose loader unpickles without
+    ``weights_only``; its removal of an old checkpoint also cannot delete a folder through our CheckpointIO.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -56,9 +63,16 @@ class BlockFSDPStrategy(FSDPStrategy):
                                     FullStateDictConfig(offload_to_cpu=offload, rank0_only=True),
                                     FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=True))
 
+    def _dcp_options(self):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(cpu_offload=self.root_device.type != "cpu")
+
     def lightning_module_state_dict(self) -> dict[str, Any]:
-        if self._state_dict_type != "full":
-            return super().lightning_module_state_dict()
+        if self._state_dict_type == "sharded":
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+            return get_model_state_dict(self.model, options=self._dcp_options())
         with self._full_state():
             return self.model.state_dict()
 
@@ -67,29 +81,84 @@ class BlockFSDPStrategy(FSDPStrategy):
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
         from torch.distributed.fsdp import OptimStateKeyType
 
-        if self._state_dict_type != "full":
-            return super().optimizer_state(optimizer)
         if isinstance(optimizer, LightningOptimizer):
             optimizer = optimizer._optimizer
+        if self._state_dict_type == "sharded":
+            from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+            return get_optimizer_state_dict(self.model, optimizer, options=self._dcp_options())
         with self._full_state():
             state = FSDP.optim_state_dict(self.model, optimizer)
             if self.global_rank == 0:  # keyed by parameter id, as a single-process optimizer's state is
                 state = FSDP.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
             return state
 
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath, storage_options: Any = None) -> None:
+        if self._state_dict_type != "sharded":
+            return super().save_checkpoint(checkpoint, filepath, storage_options)
+        sharded.save(checkpoint, Path(self.broadcast(str(filepath))), rank=self.global_rank,
+                     broadcast=self.broadcast, barrier=self.barrier)
+
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict[str, Any]:
+        path = Path(self.broadcast(str(checkpoint_path)))
+        if not sharded.is_sharded(path):
+            return super().load_checkpoint(path, weights_only)
+        from lightning.pytorch.trainer.states import TrainerFn
+        from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                             set_model_state_dict, set_optimizer_state_dict)
+
+        options = self._dcp_options()
+        # templates with this rank's shards (an optimizer without state gets it from a zero-lr step first)
+        state = {"model": get_model_state_dict(self.model, options=options)}
+        fitting = self.lightning_module.trainer.state.fn == TrainerFn.FITTING
+        optimizers = self.optimizers if fitting else []
+        for i, optimizer in enumerate(optimizers):
+            state[f"optimizer_{i}"] = get_optimizer_state_dict(self.model, optimizer, options=options)
+        sharded.dcp_load(state, path)
+        set_model_state_dict(self.model, state["model"], options=options)
+        for i, optimizer in enumerate(optimizers):
+            set_optimizer_state_dict(self.model, optimizer, state[f"optimizer_{i}"], options=options)
+        return sharded.load_meta(path)  # loops, schedulers, callbacks: Lightning restores them from here
+
+    def remove_checkpoint(self, filepath) -> None:
+        if self.is_global_zero:
+            sharded.remove(filepath)
+
+
+def sampling_model(trainer: Any, module: Any) -> nn.Module | None:
+    """The model to sample from after a run: the module's own, or under FSDP a plain copy of it with the full
+    weights on rank 0 (the gather is collective: every rank calls this; the others get None). FSDP's
+    ``summon_full_params`` cannot serve here: its wrapped blocks refuse to run a forward inside it."""
+    strategy = trainer.strategy
+    if not isinstance(strategy, BlockFSDPStrategy) or strategy._root is None:
+        return module.model
+    from scratchllm import checkpoint
+    from scratchllm.model import GPT
+
+    with strategy._full_state():
+        state = strategy.model.state_dict()
+    if not strategy.is_global_zero:
+        return None
+    plain = GPT(module.model.config)
+    plain.load_state_dict(checkpoint.model_state({"state_dict": state}))
+    return plain.to(strategy.root_device)
+
 
 def fsdp(sharding_strategy: str = "FULL_SHARD", activation_checkpointing: bool = False, cpu: bool = False,
-         **kwargs) -> FSDPStrategy:
+         state_dict_type: str = "sharded", **kwargs) -> FSDPStrategy:
     """FSDP with one transformer ``Block`` per unit: each block's parameters are gathered just before it runs and
     freed after, so peak memory holds one block's full weights plus a 1/N shard of the rest.
 
     ``activation_checkpointing`` wraps each block with FSDP's checkpoint wrapper; ``model.checkpointing=full`` does
-    the same inside the model (and also works under DDP): use one of the two. ``cpu``: processes talk over gloo."""
+    the same inside the model (and also works under DDP): use one of the two. ``cpu``: processes talk over gloo.
+    ``state_dict_type``: ``sharded`` (a folder, each rank writes its shard; ``export format=ckpt`` makes one file of
+    it) or ``full`` (one file, gathered onto rank 0: simple, but the whole model must fit in rank 0's memory)."""
     if cpu:
         kwargs.setdefault("process_group_backend", "gloo")
     return BlockFSDPStrategy(
         auto_wrap_policy={Block},
         activation_checkpointing_policy={Block} if activation_checkpointing else None,
         sharding_strategy=sharding_strategy,
+        state_dict_type=state_dict_type,
         **kwargs,
     )
