@@ -6,9 +6,11 @@ Examples::
     python -m scratchllm.prepare input='dumps/*.jsonl.gz' output=prepared/web read.text_field=content
     python -m scratchllm.prepare input=plays.parquet output=prepared/plays prepare=books tokenizer=char
     python -m scratchllm.prepare input=corpus/ output=prepared/fr language.keep=[fr] language.backend=lingua
+    python -m scratchllm.prepare input='web/*.jsonl' output=prepared/web executor=datatrove executor.tasks=64
     python -m scratchllm.train data=shards data.path=prepared/mine                     # then train on it
 
 Every option is in conf/prepare.yaml (profiles in conf/prepare/); the pipeline is scratchllm.data.curation.
+``executor=datatrove`` (conf/executor/) runs the same stages as datatrove jobs: ``datatrove_executor``.
 
 ``tokenizer`` is a config group (as in training), so ``tokenizer=char`` picks conf/tokenizer/char.yaml. A trained
 tokenizer folder is not a group option, so ``tokenizer=<path>`` is rewritten to ``tokenizer_path=<path>`` before
@@ -43,7 +45,16 @@ def run(cfg: DictConfig) -> dict:
     """Compose-time config -> curated prepared folder; returns the report (also written as report.json)."""
     from scratchllm.data.curation import CurationConfig, curate
 
-    result = curate(CurationConfig.from_mapping(cfg))
+    executor = cfg.get("executor") or {"name": "embedded"}
+    if executor.get("name") == "datatrove":  # the same stages as datatrove jobs (local, slurm, ray)
+        from scratchllm.data.curation.datatrove_config import DatatroveConfig
+        from scratchllm.data.curation.datatrove_executor import curate_datatrove
+
+        result = curate_datatrove(CurationConfig.from_mapping(cfg), DatatroveConfig.from_mapping(executor))
+        if result is None:  # slurm: submitted (or, dry run, written); the output appears when the jobs end
+            return {}
+    else:
+        result = curate(CurationConfig.from_mapping(cfg))
     r = result.report
     print(f"kept {r['documents_out']:,} of {r['documents_in']:,} documents; "
           f"{r['train_tokens']:,} train / {r['val_tokens']:,} val tokens -> {result.output}")

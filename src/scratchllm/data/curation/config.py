@@ -157,7 +157,7 @@ class CurationConfig:
 _SECTIONS = {"read": ReadConfig, "normalize": NormalizeConfig, "exact_dedup": ExactDedupConfig,
              "near_dedup": NearDedupConfig, "language": LanguageConfig, "quality": QualityConfig}
 # keys of the entry point's config that are Hydra's or the entry point's business, not the pipeline's
-_IGNORED = {"hydra", "paths", "task_name", "tokenizer_path"}
+_IGNORED = {"hydra", "paths", "task_name", "tokenizer_path", "executor"}  # executor: prepare.py reads it
 
 
 def _missing(cfg: Mapping[str, Any], key: Any) -> bool:
