@@ -4,8 +4,13 @@ fp32, bf16, int8 and int4 on one model shape, and (with ``--ckpt``) held-out per
 Each mode runs in its own subprocess, so its peak RSS is that of a decoding process as ``generate`` runs it (fp32 and
 bf16 build the float model; int8 and int4 load a quantized file written by an earlier subprocess), with random weights
 for speed and memory (quantization speed does not depend on the values) and greedy decoding at batch 1 with the
-KV cache, like experiments/bench_generate.py. Perplexity needs a *trained* checkpoint and a text it was not
-trained on: ``--ckpt run.ckpt --text held_out.txt``.
+KV cache, like experiments/bench_generate.py. int8 and int4 compute in bf16 like the bf16 row (the speed
+compared is that of the weights' format, not of the activations'; ``--fp32-activations`` shows float32's slow
+kernel path). bf16 builds its model in bf16 directly (no float32 copy first). The
+peak RSS is also given over the process's RSS after its imports (interpreter, torch, scratchllm: ~0.2-0.3 GB that
+every mode pays), which is what the weights, the KV cache and the kernels' working memory add. Perplexity needs a
+*trained* checkpoint and a text it was not trained on: ``--ckpt run.ckpt --text held_out.txt`` (several methods and
+group sizes, torchao and bitsandbytes beside ours: experiments/quantize_quality.py).
 
 Full run (a quiet machine, minutes)::
 
@@ -41,6 +46,7 @@ def _one_mode(args: argparse.Namespace) -> dict:
     from scratchllm.quantization import QuantConfig, load_quantized, quantize_model, save_quantized, weight_bytes
 
     torch.manual_seed(0)
+    base_rss = _current_rss()  # the interpreter, torch and scratchllm imported: what every mode pays
     cfg = load_preset(args.preset, context_length=1024)
     if args.quick:
         cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
@@ -48,6 +54,10 @@ def _one_mode(args: argparse.Namespace) -> dict:
     if args.file:  # int8/int4: what `generate ckpt_path=<quantized file>` does, float weights never built
         model, _ = load_quantized(args.file)
         disk = Path(args.file).stat().st_size
+    elif args.mode == "bf16":  # built in bf16 directly: a float32 detour would set this mode's peak, not decoding
+        torch.set_default_dtype(torch.bfloat16)
+        model = GPT(cfg).eval()
+        torch.set_default_dtype(torch.float32)
     else:
         model = GPT(cfg).eval()
         if args.mode in ("int8", "int4"):  # the writing step: quantize and save, nothing timed
@@ -56,7 +66,7 @@ def _one_mode(args: argparse.Namespace) -> dict:
             save_quantized(model, CheckpointMeta(format=1, model=cfg.to_dict(), quantization=quant.to_dict()),
                            args.write)
             return {"mode": args.mode}
-    if args.mode == "bf16" or (args.mode in ("int8", "int4") and args.bf16_activations):
+    if args.mode == "bf16" or (args.mode in ("int8", "int4") and not args.fp32_activations):
         model.to(torch.bfloat16)
     nbytes = weight_bytes(model)
     prompt = [[1, 2, 3, 4]]
@@ -66,7 +76,16 @@ def _one_mode(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"mode": args.mode, "weight_MB": nbytes / 2**20, "disk_MB": (disk or nbytes) / 2**20,
-            "peak_rss_MB": rss / 2**20, "tok_per_s": args.new_tokens / seconds}
+            "peak_rss_MB": rss / 2**20, "over_base_MB": (rss - base_rss) / 2**20,
+            "tok_per_s": args.new_tokens / seconds}
+
+
+def _current_rss() -> int:
+    """This process's resident bytes now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _perplexity(ckpt: str, text: str, group_size: int) -> list[dict]:
@@ -91,7 +110,9 @@ def main() -> None:
     p.add_argument("--preset", default="gpt2-124m")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--group-size", type=int, default=64)
-    p.add_argument("--bf16-activations", action="store_true", help="int8/int4 with bf16 activations (default fp32)")
+    p.add_argument("--fp32-activations", action="store_true",
+                   help="int8/int4 with float32 activations (default bf16, like the bf16 row: torch's CPU kernels "
+                        "are vectorised for bf16; in float32 they take a slow path)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
     p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
     p.add_argument("--text", help="the held-out text for --ckpt")
@@ -109,7 +130,7 @@ def main() -> None:
     for mode in MODES:
         cmd = [sys.executable, __file__, "--mode", mode, "--preset", args.preset, "--new-tokens",
                str(args.new_tokens), "--group-size", str(args.group_size)]
-        cmd += ["--quick"] * args.quick + ["--bf16-activations"] * args.bf16_activations
+        cmd += ["--quick"] * args.quick + ["--fp32-activations"] * args.fp32_activations
         print(f"running {mode} …", file=sys.stderr, flush=True)
         if mode in ("int8", "int4"):
             file = str(Path(tmp.name) / f"{mode}.safetensors")
@@ -119,11 +140,13 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
     tmp.cleanup()
     bf16 = next(r for r in rows if r["mode"] == "bf16")
-    print(f"| mode | weights MB | ×bf16 | file MB | peak RSS MB | ×bf16 | decode tok/s | ×bf16 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| mode | weights MB | ×bf16 | file MB | peak RSS MB | ×bf16 | peak RSS over imports MB | ×bf16 "
+          "| decode tok/s | ×bf16 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['weight_MB']:.1f} | {r['weight_MB'] / bf16['weight_MB']:.3f} | {r['disk_MB']:.1f} "
-              f"| {r['peak_rss_MB']:.0f} | {r['peak_rss_MB'] / bf16['peak_rss_MB']:.2f} | {r['tok_per_s']:.1f} "
+              f"| {r['peak_rss_MB']:.0f} | {r['peak_rss_MB'] / bf16['peak_rss_MB']:.2f} | {r['over_base_MB']:.0f} "
+              f"| {r['over_base_MB'] / bf16['over_base_MB']:.2f} | {r['tok_per_s']:.1f} "
               f"| {r['tok_per_s'] / bf16['tok_per_s']:.2f} |")
     if args.ckpt:
         ppl = _perplexity(args.ckpt, args.text, args.group_size)

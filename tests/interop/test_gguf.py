@@ -153,3 +153,28 @@ def test_export_command(tmp_path: Path) -> None:
     proc = subprocess.run([*cmd, "output=x.gguf", "dtype=q3"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: dtype=q3 is not a GGUF")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, tokenizer, message", [
+    (dict(GPT2_SHAPE, norm="rmsnorm"), "bpe", "error: GGUF export knows GPT-2-shaped"),
+    (dict(GPT2_SHAPE, vocab_size=30), "char", "error: the model has a char tokenizer; GGUF carries byte-level BPE"),
+], ids=["variant", "char-tokenizer"])
+def test_export_command_refuses_what_gguf_cannot_express(tmp_path: Path, shape: dict, tokenizer: str,
+                                                         message: str) -> None:
+    """What a user can type: one line naming the fix, exit 2, no file written."""
+    from scratchllm import checkpoint
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**shape))
+    tok = bpe() if tokenizer == "bpe" else CharTokenizer(list("abc"))
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    checkpoint.stamp(ckpt, checkpoint.CheckpointMeta(format=checkpoint.FORMAT, model=model.config.to_dict(),
+                                                     tokenizer=tok.to_dict()))
+    checkpoint.save(ckpt, tmp_path / "m.ckpt")
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "scratchllm.export", "format=gguf", "ckpt_path=m.ckpt",
+                           "output=model.gguf"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "model.gguf").exists()

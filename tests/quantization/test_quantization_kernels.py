@@ -111,3 +111,18 @@ def test_unsupported_group_size_names_the_choices(bad: int) -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ConfigError, match="int8, int4"):
         QuantConfig("int3")
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_many_rows_use_dequantise_then_matmul(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A prefill of more rows than the decode kernel is made for goes through the reference (faster there)."""
+    layer = Int8Linear.from_linear(linear()) if kind == "int8" else Int4Linear.from_linear(linear(), 32, False)
+    module = int8 if kind == "int8" else int4
+    calls = []
+    reference = getattr(module, f"reference_{kind}_linear")
+    monkeypatch.setattr(module, f"reference_{kind}_linear", lambda *a: calls.append(1) or reference(*a))
+    few, many = torch.randn(1, int8.KERNEL_MAX_ROWS, 128), torch.randn(2, int8.KERNEL_MAX_ROWS, 128)
+    layer(few)
+    assert not calls  # the kernel
+    y = layer(many)
+    assert calls and y.shape == (2, int8.KERNEL_MAX_ROWS, 64)

@@ -131,7 +131,7 @@ def export_gguf(model: GPT, tokenizer: Tokenizer | None, path: str | Path, dtype
         raise ConfigError(f"dtype={dtype!r} is not a GGUF export type; choose one of: {', '.join(DTYPES)}")
     cfg = model.config
     arch = gguf_architecture(cfg)
-    if getattr(model.tok_emb, "weight", None) is None or not model.tok_emb.weight.numel():
+    if type(model.tok_emb) is not torch.nn.Embedding:  # scratchllm.quantization's QuantizedEmbedding
         raise ConfigError("this model is quantized; export the float checkpoint it was made from to GGUF")
     tok = _tokenizer_fields(tokenizer, cfg.vocab_size)
     path = Path(path)

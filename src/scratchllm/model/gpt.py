@@ -155,10 +155,11 @@ class GPT(nn.Module):
     ) -> list[KVCache]:
         """One pre-allocated ``KVCache`` per block, in the activations' dtype and on their device.
 
-        The residual stream starts as the token embedding's output and every layer keeps its dtype (a converted
-        linear, e.g. int8 weights, returns its input's dtype), so the embedding tells what keys and values will be:
-        not a linear's weight, which a converter may have made integer or packed."""
-        ref = self.tok_emb.weight
+        Every layer keeps the residual stream's dtype (a converted linear, e.g. int8 weights, returns its input's
+        dtype) and the stream is in the dtype the model was cast to; the final norm's weight tells it: a float
+        tensor in every model, which no converter replaces (a linear's weight may be integer or packed, and a
+        quantized token embedding has no float matrix at all)."""
+        ref = self.norm_f.weight
         return [
             KVCache(
                 batch_size,

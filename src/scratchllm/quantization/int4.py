@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.quantization.int8 import KERNEL_MAX_ROWS  # many rows (prefill): the reference is faster, as for int8
+
 GROUP_SIZES = (32, 64, 128, 256)  # what torch's CPU kernel takes; our own code would take any divisor
 SCALE_DTYPE = torch.bfloat16
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -124,7 +126,7 @@ class Int4Linear(nn.Module):
         return self._kernel[1], self._kernel[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES
+        if (x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features
                 or not kernel_fits(self.out_features, self.in_features, self.group_size)):
             return reference_int4_linear(x, self.qweight, self.scales, self.zeros, self.bias)
         packed, table = self._kernel_weights(x.dtype)

@@ -7,7 +7,9 @@ symmetric range keeps 0 exactly representable and −w quantizes to −q.
 The kernel: ``torch.ops.aten._weight_int8pack_mm(x, q, s)`` (what gpt-fast uses on CPU) reads the int8 matrix and
 converts in registers, so decoding streams 1 byte per weight instead of 2 (bf16) or 4 (fp32). It needs a 2-D input
 of float32/bfloat16/float16 with the scales in that same dtype, on the CPU; anything else (another device, a dtype
-it does not take) uses ``reference_int8_linear``, the straightforward dequantise-then-matmul it is tested against.
+it does not take) uses ``reference_int8_linear``, the straightforward dequantise-then-matmul it is tested against,
+and so does an input of more than ``KERNEL_MAX_ROWS`` rows (prefill). Decode in bfloat16: torch 2.13's CPU kernel
+is vectorised for bf16 activations; with float32 ones it takes a slow path (measured ~100x slower at one row).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Above this many input rows (a prompt's prefill, a perplexity batch) dequantise-then-matmul is faster: the kernel is
+# made for decoding (a few rows) and its time grows with every row (measured, torch 2.13 CPU, 768x3072: at 256 rows
+# ~2.8x the reference in bf16, ~28x in float32), while the one dequantised copy costs the same for any row count.
+KERNEL_MAX_ROWS = 32
 _ALIGN = 64  # bytes (a fresh torch CPU allocation is aligned to this)
 
 
@@ -62,7 +68,7 @@ class Int8Linear(nn.Module):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES:
+        if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features:
             return reference_int8_linear(x, self.qweight, self.scales, self.bias)
         if self.qweight.data_ptr() % _ALIGN:
             # The kernel's vector loads crash the process (segfault, torch 2.13) on an int8 matrix that is not

@@ -89,18 +89,13 @@ class QuantizedEmbedding(nn.Module):
         else:
             self.table = table
         self.embedding_dim = table.in_features
-        # An empty float tensor that model.to(dtype/device) moves with the rest: what forward returns follows it.
+        # An empty float tensor that model.to(dtype/device) moves with the rest: what forward returns follows it
+        # (the stored scales stay bf16 whatever the model is cast to, so they cannot tell).
         self.register_buffer("dtype_ref", torch.empty(0, device=table.qweight.device), persistent=False)
 
     @property
     def source(self) -> QuantLinear:
         return self.__dict__.get("_tied") or self.table
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """Stands in for ``nn.Embedding.weight`` where only its dtype and device are read (``GPT.make_caches``
-        allocates the KV cache in the embedding's dtype): an empty tensor, not the matrix."""
-        return self.dtype_ref
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.source.embed(ids, self.dtype_ref.dtype)
