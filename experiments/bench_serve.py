@@ -4,7 +4,7 @@ Each client (a thread with the official ``openai`` client) sends streaming compl
 time is up; we record every request's time to first token (from sending to the first text chunk: queueing in the
 server included, since requests are served one at a time) and its tokens, and count errors. The report gives
 TTFT p50/p95, requests, total tokens/s and errors, with the machine and the command, in
-``experiments/results/serve_<date>[_<tag>].md``.
+``experiments/results/serve_load_<date>[_<tag>].md``.
 
     .venv/bin/python experiments/bench_serve.py --ckpt logs/train/runs/<time>/checkpoints/last.ckpt \
         --clients 8 --seconds 60 --max-tokens 64          # on an otherwise idle machine
@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--threads", default="1", help="the server's torch threads")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--note", default="", help="a line for the report (e.g. what else ran on the machine)")
     args = parser.parse_args(argv)
+    command = " ".join(["python experiments/bench_serve.py", *(sys.argv[1:] if argv is None else argv)])
     records: list[tuple[float, int, float]] = []
     errors: list[str] = []
     workdir = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -89,19 +91,21 @@ def main(argv: list[str] | None = None) -> Path:
         ("requests / errors", f"{len(records)} / {len(errors)}"),
         ("time to first token p50 / p95",
          f"{percentile(ttft, 0.5) * 1000:.0f} ms / {percentile(ttft, 0.95) * 1000:.0f} ms"),
-        ("tokens generated, tokens/s (all clients)", f"{tokens:,}, {tokens / wall:.1f}"),
+        ("tokens generated", f"{tokens:,}"),
+        ("tokens/s (all clients)", f"{tokens / wall:.1f}"),
         ("mean request time", f"{statistics.mean(r[2] for r in records):.2f} s" if records else "-"),
     ]
     lines = [f"# Serving load test ({date.today()})", "",
-             f"`{' '.join([Path(sys.executable).name, *sys.argv])}`", "",
+             f"`{command}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; server threads "
              f"{args.threads}; max_tokens {args.max_tokens}; checkpoint `{args.ckpt}`. Requests are served one at a "
              "time, so time to first token includes the wait for the requests ahead.", "",
+             *([f"**Note:** {args.note}", ""] if args.note else []),
              "| measure | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]
     if errors:
         lines += ["", "Errors (first 5):", *[f"- `{e}`" for e in errors[:5]]]
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / \
-        f"serve_{date.today()}{'_' + args.tag if args.tag else ''}.md"
+        f"serve_load_{date.today()}{'_' + args.tag if args.tag else ''}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

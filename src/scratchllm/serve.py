@@ -4,6 +4,7 @@ Examples::
 
     python -m scratchllm.serve                                    # newest logs/train/**/last.ckpt on 127.0.0.1:8000
     python -m scratchllm.serve ckpt_path=path/to/run port=8080 dtype=bfloat16
+    python -m scratchllm.serve ckpt_path=path/to/run quantize=int8              # weight-only int8, as generate
 
 Then open http://127.0.0.1:8000/ or point any OpenAI client at ``base_url="http://127.0.0.1:8000/v1"``.
 """

@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from tests.serving.serving_fixtures import tiny_model, tiny_tokenizer
 
@@ -81,6 +82,65 @@ def test_chat_plain_rendering_streams_role_then_content(engine: Engine, client: 
     assert got[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in got) == message["content"]
     assert got[-1]["object"] == "chat.completion.chunk" and got[-1]["choices"][0]["finish_reason"]
+
+
+def model_logprobs(engine: Engine, prompt: list[int], new: list[int]) -> torch.Tensor:
+    """Log-softmax of one uncached forward over prompt + new tokens, at the positions that predicted ``new``."""
+    with torch.no_grad():
+        logits, _ = engine.model(torch.tensor([prompt + new]))
+    return torch.log_softmax(logits[0, len(prompt) - 1 : -1].float(), dim=-1)
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=1.3, top_k=5, seed=2)])
+def test_completion_logprobs_are_the_models_streamed_or_not(engine: Engine, client: TestClient, sampling) -> None:
+    prompt = engine.tokenizer.encode("ROMEO:")
+    request = {"prompt": "ROMEO:", "max_tokens": 12, "logprobs": 3, **sampling}
+    choice = client.post("/v1/completions", json=request).json()["choices"][0]
+    ids, lp = choice["token_ids"], choice["logprobs"]
+    want = model_logprobs(engine, prompt, ids)  # raw model numbers, whatever the sampling settings
+    assert lp["tokens"] == [engine.tokenizer.decode([t]) for t in ids]
+    assert lp["token_logprobs"] == pytest.approx([want[i, t].item() for i, t in enumerate(ids)], abs=1e-4)
+    assert lp["text_offset"] == list(range(len(ids)))  # one character per token
+    for i, top in enumerate(lp["top_logprobs"]):
+        best = want[i].topk(3)
+        expected = {engine.tokenizer.decode([int(t)]): v.item() for v, t in zip(best.values, best.indices)}
+        assert top.keys() == expected.keys() | {lp["tokens"][i]}
+        assert [top[k] for k in expected] == pytest.approx(list(expected.values()), abs=1e-4)
+    if sampling["temperature"] == 0:
+        assert all(top[tok] == max(top.values()) for top, tok in zip(lp["top_logprobs"], lp["tokens"]))
+    streamed = chunks(client.post("/v1/completions", json={**request, "stream": True}))
+    joined = {k: sum((c["choices"][0]["logprobs"][k] for c in streamed[:-1]), []) for k in lp}
+    assert joined == lp and streamed[-1]["choices"][0]["logprobs"] is None
+
+
+def test_chat_logprobs_in_openais_chat_shape(engine: Engine, client: TestClient) -> None:
+    messages = [{"role": "user", "content": "Who are you?"}]
+    request = {"messages": messages, "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    choice = client.post("/v1/chat/completions", json=request).json()["choices"][0]
+    content = choice["logprobs"]["content"]
+    ids = choice["token_ids"]
+    want = model_logprobs(engine, render_chat(engine.tokenizer, messages)[0], ids)
+    assert [c["token"] for c in content] == [engine.tokenizer.decode([t]) for t in ids]
+    assert [c["bytes"] for c in content] == [list(engine.tokenizer.token_bytes(t)) for t in ids]
+    assert [c["logprob"] for c in content] == pytest.approx([want[i, t].item() for i, t in enumerate(ids)], abs=1e-4)
+    assert all(len(c["top_logprobs"]) == 2 and c["top_logprobs"][0]["token"] == c["token"] for c in content)
+    streamed = chunks(client.post("/v1/chat/completions", json={**request, "stream": True}))
+    assert sum((c["choices"][0]["logprobs"]["content"] for c in streamed[1:-1]), []) == content
+    plain = client.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 2}).json()
+    assert plain["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize("path, payload, param", [
+    ("/v1/completions", {"prompt": "A", "logprobs": 21}, "logprobs"),
+    ("/v1/completions", {"prompt": "A", "logprobs": True}, "logprobs"),
+    ("/v1/completions", {"prompt": "A", "logprobs": -1}, "logprobs"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": True,
+                              "top_logprobs": 99}, "top_logprobs"),
+])
+def test_bad_logprobs_requests_get_400(client: TestClient, path, payload, param) -> None:
+    response = client.post(path, json=payload)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param, response.text
 
 
 def test_chatml_tokenizer_renders_special_tokens_and_stops_at_end_of_turn() -> None:

@@ -19,4 +19,8 @@ def test_bench_serve_smoke(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert "| requests / errors |" in report and " / 0 |" in report
     requests = int(report.split("| requests / errors | ")[1].split(" /")[0])
     assert requests >= 3
+    tokens = int(report.split("| tokens generated | ")[1].split(" |")[0].replace(",", ""))
+    assert "| tokens/s (all clients) |" in report
+    assert tokens == 8 * requests  # a random model never writes end-of-text here: every request runs its budget
+    assert "`python experiments/bench_serve.py --ckpt" in report
     assert "time to first token p50 / p95" in report

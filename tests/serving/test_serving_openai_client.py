@@ -54,6 +54,28 @@ def test_openai_client_gets_generates_tokens(tiny_ckpt: Path, tmp_path: Path) ->
         assert chunks[0].choices[0].delta.role == "assistant"
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.choices[0].message.content
 
+        # Log-probabilities in both of OpenAI's shapes, as the client parses them, streamed and not.
+        scored = client.completions.create(model="tiny-char", prompt="ROMEO:", max_tokens=8, temperature=0,
+                                           logprobs=2)
+        lp = scored.choices[0].logprobs
+        assert "".join(lp.tokens) == scored.choices[0].text == done.choices[0].text[:8]
+        assert len(lp.token_logprobs) == 8 and all(v <= 0 for v in lp.token_logprobs)
+        assert all(top[tok] == lp_ == max(top.values()) and len(top) == 2
+                   for top, tok, lp_ in zip(lp.top_logprobs, lp.tokens, lp.token_logprobs))  # greedy: the best
+        parts = list(client.completions.create(model="tiny-char", prompt="ROMEO:", max_tokens=8, temperature=0,
+                                               logprobs=2, stream=True))
+        assert sum((c.choices[0].logprobs.token_logprobs for c in parts if c.choices[0].logprobs), []) \
+            == lp.token_logprobs
+        chat_lp = client.chat.completions.create(model="tiny-char", messages=messages, max_tokens=6, temperature=0,
+                                                 logprobs=True, top_logprobs=3)
+        content = chat_lp.choices[0].logprobs.content
+        assert "".join(t.token for t in content) == chat_lp.choices[0].message.content
+        assert all(len(t.top_logprobs) == 3 and t.top_logprobs[0].logprob == t.logprob for t in content)
+        chat_parts = list(client.chat.completions.create(model="tiny-char", messages=messages, max_tokens=6,
+                                                         temperature=0, logprobs=True, top_logprobs=3, stream=True))
+        assert [t.logprob for c in chat_parts if c.choices[0].logprobs for t in c.choices[0].logprobs.content] \
+            == [t.logprob for t in content]
+
         with pytest.raises(openai.BadRequestError) as err:
             client.completions.create(model="tiny-char", prompt="A", max_tokens=-1)
         assert "max_tokens" in str(err.value)

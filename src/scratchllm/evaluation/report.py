@@ -16,6 +16,13 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _interval(r: dict[str, Any], key: str) -> str:
+    value, err = r.get(key), r.get(f"{key}_stderr")
+    if value is None or err is None or math.isnan(err):
+        return _fmt(value)
+    return f"{value:.3f} ± {1.96 * err:.3f}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The texts table, the tasks table and the CORE line."""
     lines = [f"# Evaluation of `{results['ckpt_path']}`", ""]
@@ -30,9 +37,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["| task | kind | items | acc | acc_norm | exact match | chance | centered |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         for name, r in results["tasks"].items():
-            lines.append(f"| {name} | {r['kind']} | {r['items']} | {_fmt(r.get('acc'))} | {_fmt(r.get('acc_norm'))} "
-                         f"| {_fmt(r.get('exact_match'))} | {_fmt(r['random'])} | {_fmt(r['centered'])} |")
-        lines += ["", f"**CORE** (mean centered accuracy): {_fmt(results['core'])}", ""]
+            acc, norm, em = (_interval(r, key) for key in ("acc", "acc_norm", "exact_match"))
+            lines.append(f"| {name} | {r['kind']} | {r['items']} | {acc} | {norm} | {em} | {_fmt(r['random'])} | "
+                         f"{_fmt(r['centered'])} |")
+        lines += ["", "Accuracies ± their 95% interval (1.96 standard errors, as lm-evaluation-harness computes "
+                  "them).", "", f"**CORE** (mean centered accuracy): {_fmt(results['core'])}", ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,11 @@
 ``acc`` takes the highest sum, ``acc_norm`` the highest sum divided by the choice's length in characters (long
 choices are not penalised for having more tokens to pay for).
 
+Each accuracy comes with its standard error as lm-evaluation-harness computes it, ``sqrt(p (1 - p) / (n - 1))``
+(``acc_stderr``, ``acc_norm_stderr``, ``exact_match_stderr``); the Markdown table shows the 95% interval,
+± 1.96 standard errors. With 200 four-choice items a guesser lands within 0.25 ± 0.06: a difference smaller
+than that is noise.
+
 **Generation**: greedy decoding (``SamplingConfig(temperature=0)``) until a stop string, exact match after
 stripping surrounding whitespace. **Chat**: the same, on the conversation rendered by the chat template, until
 ``<|im_end|>`` (as ``finetune/answers.py`` scores the held-out answers during fine-tuning).
@@ -16,6 +21,7 @@ token: a length normalisation) and 0 for generation and chat (scored by exact ma
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Sequence
 
@@ -85,6 +91,11 @@ def exact_match(output: str, answers: Sequence[str]) -> bool:
     return output.strip() in {a.strip() for a in answers}
 
 
+def stderr(accuracy: float, n: int) -> float:
+    """The standard error of an accuracy over ``n`` items (lm-eval's: the sample standard deviation / sqrt(n))."""
+    return math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else float("nan")
+
+
 def centered(accuracy: float, random: float) -> float:
     return (accuracy - random) / (1 - random)
 
@@ -96,6 +107,8 @@ def run_task(model: nn.Module, tokenizer: Tokenizer, task: Task, *, batch_size: 
         items = [i for i in task.items if isinstance(i, ChoiceItem)]
         lls = choice_loglikelihoods(model, tokenizer, items, batch_size=batch_size, desc=task.name)
         result.update(score_choices(items, lls))
+        result.update(acc_stderr=stderr(result["acc"], len(items)), acc_norm_stderr=stderr(result["acc_norm"],
+                                                                                             len(items)))
         result["centered"] = centered(result["acc_norm"], result["random"])
         return result
     hits = 0
@@ -108,6 +121,7 @@ def run_task(model: nn.Module, tokenizer: Tokenizer, task: Task, *, batch_size: 
                 hits += exact_match(generate_answer(model, tokenizer, item), item.answers)
             bar.update(1)
     result.update(exact_match=hits / len(task.items), random=0.0)
+    result["exact_match_stderr"] = stderr(result["exact_match"], len(task.items))
     result["centered"] = centered(result["exact_match"], 0.0)
     return result
 

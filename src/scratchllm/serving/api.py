@@ -4,8 +4,16 @@ streaming or one JSON body), ``/health``, the playground page at ``/`` and ``/ap
 Request fields map onto ``SamplingConfig``: ``temperature`` (OpenAI's default 1; 0 = greedy), ``top_p``,
 ``seed``, ``max_tokens`` (OpenAI's 16 for completions; the server's ``max_tokens_limit`` for chat), ``stop``
 (strings). Our other filters travel as extra body fields (``top_k``, ``min_p``, ``repetition_penalty``; the
-``openai`` client sends them with ``extra_body=``). Settings we cannot honour (``n`` > 1, ``logprobs``,
-presence/frequency penalties, ``echo``) get a 400 rather than being silently ignored. Every error, a malformed
+``openai`` client sends them with ``extra_body=``). Settings we cannot honour (``n`` > 1, presence/frequency
+penalties, ``echo``) get a 400 rather than being silently ignored.
+
+Log-probabilities (``engine.py`` says which numbers they are), in OpenAI's two shapes, streamed and not:
+completions take ``logprobs: <0..20>`` (how many alternatives) and answer ``{"tokens", "token_logprobs",
+"top_logprobs": [{text: logprob}], "text_offset"}`` per choice (offsets count from the start of the completion; a
+``top_logprobs`` entry also holds the sampled token, so it may have one more key); chat takes ``logprobs: true``
+and ``top_logprobs: <0..20>`` and answers ``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}``. A
+token's text is its bytes decoded leniently (a piece of a multi-byte character shows as U+FFFD; ``bytes`` has the
+exact ones). Every error, a malformed
 body included, is OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 Each choice also carries ``token_ids`` (extension fields clients ignore): the ids behind its text, and with the last
@@ -31,9 +39,10 @@ from scratchllm.errors import ScratchLLMError
 from scratchllm.generation.sampling import SamplingConfig
 from scratchllm.generation.text import encode_prompt
 from scratchllm.serving.chat import is_chatml, render_chat
-from scratchllm.serving.engine import Busy, Engine, Job
+from scratchllm.serving.engine import Busy, Engine, Job, TokenLogprob
 
 MAX_BODY_BYTES = 256 * 1024  # a prompt longer than this is refused before it is parsed
+MAX_LOGPROBS = 20  # alternatives per token (OpenAI's chat limit)
 
 
 class _Sampling(BaseModel):
@@ -49,7 +58,6 @@ class _Sampling(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     n: int = 1
-    logprobs: Any = None
     echo: bool = False
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -57,6 +65,7 @@ class _Sampling(BaseModel):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[int]
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, strict=True)
 
 
 class Message(BaseModel):
@@ -66,6 +75,13 @@ class Message(BaseModel):
 
 class ChatRequest(_Sampling):
     messages: list[Message]
+    logprobs: bool = Field(False, strict=True)
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, strict=True)
+
+    def wanted_logprobs(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class APIError(Exception):
@@ -80,7 +96,7 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", param
 
 
 def _sampling(req: _Sampling) -> SamplingConfig:
-    unsupported = {"n": req.n != 1, "logprobs": bool(req.logprobs), "echo": req.echo,
+    unsupported = {"n": req.n != 1, "echo": req.echo,
                    "presence_penalty": req.presence_penalty != 0, "frequency_penalty": req.frequency_penalty != 0}
     for name, bad in unsupported.items():
         if bad:
@@ -159,14 +175,15 @@ def create_app(engine: Engine) -> FastAPI:
     async def completions(req: CompletionRequest) -> Any:
         prompt_ids = list(req.prompt) if isinstance(req.prompt, list) else encode_prompt(engine.tokenizer, req.prompt)
         job = Job(prompt_ids, 16 if req.max_tokens is None else req.max_tokens, _sampling(req),
-                  stop_strings=_stops(req.stop))
+                  stop_strings=_stops(req.stop), logprobs=req.logprobs)
         return await _respond(engine, job, req.stream, "text_completion", chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> Any:
         prompt_ids, stop_ids, stop_strings = render_chat(engine.tokenizer, req.messages)
         max_tokens = engine.max_tokens_limit if req.max_tokens is None else req.max_tokens
-        job = Job(prompt_ids, max_tokens, _sampling(req), stop_ids, stop_strings + _stops(req.stop))
+        job = Job(prompt_ids, max_tokens, _sampling(req), stop_ids, stop_strings + _stops(req.stop),
+                  logprobs=req.wanted_logprobs())
         return await _respond(engine, job, req.stream, "chat.completion", chat=True)
 
     return app
@@ -219,8 +236,9 @@ async def _respond(engine: Engine, job: Job, stream: bool, kind: Literal["text_c
             out["usage"] = usage
         return out
 
+    shape = _LogprobShape(engine.tokenizer, chat) if job.logprobs is not None else None
     if not stream:
-        text, ids, finish, usage = [], [], "length", None
+        text, ids, lps, finish, usage = [], [], [], "length", None
         try:
             async for event in events:
                 if event[0] == "error":
@@ -229,6 +247,7 @@ async def _respond(engine: Engine, job: Job, stream: bool, kind: Literal["text_c
                 if event[0] == "text":
                     text.append(event[1])
                     ids += event[2]
+                    lps += event[3] or []
                 else:
                     finish, usage = event[1], event[2]
         finally:
@@ -239,7 +258,8 @@ async def _respond(engine: Engine, job: Job, stream: bool, kind: Literal["text_c
         if chat:
             choice["message"] = {"role": "assistant", "content": content}
         else:
-            choice.update(text=content, logprobs=None)
+            choice["text"] = content
+        choice["logprobs"] = shape.render(lps) if shape is not None else None
         return body(choice, kind, usage)
 
     async def sse() -> AsyncIterator[str]:
@@ -261,13 +281,47 @@ async def _respond(engine: Engine, job: Job, stream: bool, kind: Literal["text_c
                 if chat:
                     choice["delta"] = {} if done else {"content": text}
                 else:
-                    choice.update(text=text, logprobs=None)
+                    choice["text"] = text
+                choice["logprobs"] = shape.render(event[3] or []) if shape is not None and not done else None
                 yield _sse(body(choice, obj, event[2] if done else None))
             yield "data: [DONE]\n\n"
         finally:
             await events.aclose()
 
     return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+class _LogprobShape:
+    """``TokenLogprob`` lists in OpenAI's completions or chat shape (module doc); completions' ``text_offset``
+    runs on across the chunks of one stream."""
+
+    def __init__(self, tokenizer: Any, chat: bool) -> None:
+        self.tokenizer, self.chat, self.offset = tokenizer, chat, 0
+
+    def _piece(self, token: int) -> tuple[str, bytes]:
+        raw = self.tokenizer.token_bytes(token)
+        return raw.decode("utf-8", errors="replace"), raw
+
+    def render(self, lps: list[TokenLogprob]) -> dict[str, Any]:
+        if self.chat:
+            def entry(token: int, logprob: float) -> dict[str, Any]:
+                text, raw = self._piece(token)
+                return {"token": text, "logprob": logprob, "bytes": list(raw)}
+
+            return {"content": [{**entry(lp.id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
+                                for lp in lps], "refusal": None}
+        tokens, offsets, tops = [], [], []
+        for lp in lps:
+            text = self._piece(lp.id)[0]
+            tokens.append(text)
+            offsets.append(self.offset)
+            self.offset += len(text)
+            top: dict[str, float] = {}
+            for t, v in [*lp.top, (lp.id, lp.logprob)]:
+                top.setdefault(self._piece(t)[0], v)  # two ids may print alike (U+FFFD): the likelier one stays
+            tops.append(top)
+        return {"tokens": tokens, "token_logprobs": [lp.logprob for lp in lps], "top_logprobs": tops,
+                "text_offset": offsets}
 
 
 def _sse(payload: dict[str, Any]) -> str:

@@ -10,16 +10,27 @@ the model already uses every core for one request, so batching would buy little 
 decode loop checks it between tokens and stops, so a closed browser tab frees the model within one token.
 
 A job's output is a series of events handed to ``emit`` (called from the worker thread): ``("text", piece,
-token_ids)`` as text becomes final, then ``("done", finish_reason, usage)``, or ``("error", message, status)``
-(400 for a user's mistake found only while generating, 500 for a bug).
+token_ids, logprobs)`` as text becomes final, then ``("done", finish_reason, usage)``, or ``("error", message,
+status)`` (400 for a user's mistake found only while generating, 500 for a bug).
+
+**Log-probabilities** (a job's ``logprobs``: how many alternatives to report, None = none at all) are the
+model's own: log-softmax of its raw logits at each step, before temperature, filters or repetition penalty change
+what is sampled (vLLM's default; a sampled token can therefore be unlikely under its reported number). They are
+read by a forward hook on the model for the length of the job, not by a second forward pass: each decode step
+calls the model exactly once, and the tokens that come out of ``stream`` are always the first of the sampled
+ones, in order (an end-of-text or a stop sequence only drops tokens at the end), so the n-th token out goes with
+the n-th call's logits. ``logprobs`` in a text event is then one ``TokenLogprob`` per token id (None when the job
+asked for none).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -44,7 +55,45 @@ class Job:
     sampling: SamplingConfig
     stop_ids: list[int] = field(default_factory=list)  # token ids that end the answer (chat's end of turn)
     stop_strings: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # report each token's log-probability and this many top alternatives
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    id: int
+    logprob: float
+    top: list[tuple[int, float]]  # the most likely ids at that step, most likely first
+
+
+@contextmanager
+def _logit_rows(model: torch.nn.Module, wanted: bool) -> Iterator[collections.deque[torch.Tensor] | None]:
+    """While inside, every forward of ``model`` appends the log-probabilities of its last position (float32, one
+    row: ``stream`` decodes one prompt) to the yielded deque; None and no hook when not ``wanted``."""
+    if not wanted:
+        yield None
+        return
+    rows: collections.deque[torch.Tensor] = collections.deque()
+
+    def record(module: torch.nn.Module, args: Any, output: Any) -> None:
+        logits = output[0] if isinstance(output, tuple) else output
+        rows.append(torch.log_softmax(logits[0, -1].float(), dim=-1).cpu())
+
+    handle = model.register_forward_hook(record)
+    try:
+        yield rows
+    finally:
+        handle.remove()
+
+
+def _finite(value: torch.Tensor) -> float:
+    """JSON has no -inf: a token the model rules out entirely gets a very negative finite number instead."""
+    return max(float(value), -9999.0)
+
+
+def _token_logprob(row: torch.Tensor, token: int, top: int) -> TokenLogprob:
+    values, ids = row.topk(min(top, row.numel()))
+    return TokenLogprob(token, _finite(row[token]), [(int(i), _finite(v)) for v, i in zip(values, ids)])
 
 
 class Engine:
@@ -102,32 +151,36 @@ class Engine:
 
     def _generate(self, job: Job, emit: Emit) -> tuple[Any, ...] | None:
         """Emit the text events; return the closing one (None when the job was cancelled)."""
-        tokens = stream(self.model, job.prompt_ids, job.max_tokens, sampling=job.sampling,
-                        stop=[[t] for t in job.stop_ids] or None, eot_id=self.tokenizer.eot_id)
-        decoder, stops = IncrementalDecoder(self.tokenizer), StopStrings(job.stop_strings)
-        count, pending_ids, finish = 0, [], "length"
-        try:
-            for token in tokens:
-                if job.cancelled.is_set():
-                    return None
-                count += 1
-                pending_ids.append(token)
-                piece = stops.push(decoder.push(token))
-                if piece:
-                    emit(("text", piece, pending_ids))
-                    pending_ids = []
-                if stops.done:
-                    finish = "stop"
-                    break
-            else:
-                tail = stops.push(decoder.flush())
-                tail += "" if stops.done else stops.flush()
-                if tail or pending_ids:
-                    emit(("text", tail, pending_ids))
-                # fewer tokens than asked and no stop string: an end-of-text or a stop token ended it
-                finish = "stop" if stops.done or count < job.max_tokens else "length"
-        finally:
-            tokens.close()
+        with _logit_rows(self.model, job.logprobs is not None) as rows:
+            tokens = stream(self.model, job.prompt_ids, job.max_tokens, sampling=job.sampling,
+                            stop=[[t] for t in job.stop_ids] or None, eot_id=self.tokenizer.eot_id)
+            decoder, stops = IncrementalDecoder(self.tokenizer), StopStrings(job.stop_strings)
+            count, pending_ids, finish = 0, [], "length"
+            pending_lps: list[TokenLogprob] | None = None if rows is None else []
+            try:
+                for token in tokens:
+                    if job.cancelled.is_set():
+                        return None
+                    count += 1
+                    pending_ids.append(token)
+                    if rows is not None and pending_lps is not None:
+                        pending_lps.append(_token_logprob(rows.popleft(), token, job.logprobs or 0))
+                    piece = stops.push(decoder.push(token))
+                    if piece:
+                        emit(("text", piece, pending_ids, pending_lps))
+                        pending_ids, pending_lps = [], None if rows is None else []
+                    if stops.done:
+                        finish = "stop"
+                        break
+                else:
+                    tail = stops.push(decoder.flush())
+                    tail += "" if stops.done else stops.flush()
+                    if tail or pending_ids:
+                        emit(("text", tail, pending_ids, pending_lps))
+                    # fewer tokens than asked and no stop string: an end-of-text or a stop token ended it
+                    finish = "stop" if stops.done or count < job.max_tokens else "length"
+            finally:
+                tokens.close()
         usage = {"prompt_tokens": len(job.prompt_ids), "completion_tokens": count,
                  "total_tokens": len(job.prompt_ids) + count}
         return ("done", finish, usage)

@@ -27,6 +27,7 @@ class ServeOptions:
     max_prompt_tokens: int | None = None
     device: str = "auto"
     dtype: str = "float32"
+    quantize: str | None = None  # int8 | int4: quantize the loaded float weights, as generate does
     tokenizer: Mapping[str, Any] | str | None = None
     threads: int | str | None = None
     log_dir: str = "logs"
@@ -41,6 +42,10 @@ class ServeOptions:
         if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int)
                                                    or self.max_prompt_tokens < 1):
             raise ConfigError(f"max_prompt_tokens must be a positive integer or null, got {self.max_prompt_tokens!r}")
+        from scratchllm.quantization.model import METHODS
+
+        if self.quantize not in (None, "", "none", *METHODS):
+            raise ConfigError(f"quantize={self.quantize!r} is not known; choose one of: none, {', '.join(METHODS)}")
         check_threads(self.threads)
         resolve_dtype(self.dtype)
         resolve_device(self.device)
@@ -61,7 +66,8 @@ def build_engine(options: ServeOptions) -> Any:
 
     apply_threads(options.threads)
     model, tokenizer = load_for_generation(options.ckpt_path, device=options.device, dtype=options.dtype,
-                                           tokenizer=options.tokenizer_spec(), log_dir=options.log_dir)
+                                           tokenizer=options.tokenizer_spec(), log_dir=options.log_dir,
+                                           quantize=options.quantize)
     if tokenizer is None:
         raise InputError("this checkpoint names no tokenizer, and the server speaks text: pass tokenizer=<name> or "
                          "tokenizer.path=<tokenizer.json or folder>")
@@ -88,7 +94,8 @@ def serve(options: ServeOptions) -> None:
     print(f"loading {options.ckpt_path} …", file=sys.stderr, flush=True)
     engine = build_engine(options)
     cfg = engine.model.config
-    print(f"loaded {engine.name} ({cfg.n_layer} layers, context {cfg.context_length}, tokenizer "
+    quantized = f", weights {options.quantize}" if options.quantize not in (None, "", "none") else ""
+    print(f"loaded {engine.name} ({cfg.n_layer} layers, context {cfg.context_length}{quantized}, tokenizer "
           f"{engine.tokenizer.name}); playground http://{options.host}:{options.port}/ , OpenAI base_url "
           f"http://{options.host}:{options.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(create_app(engine), host=options.host, port=options.port, log_level="warning")
