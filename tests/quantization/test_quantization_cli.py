@@ -25,7 +25,7 @@ def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def greedy(path: Path, prompt: str, n: int, **kw: str) -> str:
-    model, tokenizer = load_for_generation(path, device="cpu", **kw)
+    model, tokenizer = load_for_generation(path, device="cpu", dtype="auto", **kw)  # generate's default dtype
     return tokenizer.decode(generate(model, encode_prompt(tokenizer, prompt), n, temperature=0))
 
 

@@ -52,8 +52,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """``float32`` / ``bfloat16`` (also as torch dtypes; None = float32)."""
-    if dtype is None:
+    """``float32`` / ``bfloat16`` (also as torch dtypes; None = float32; ``auto`` is resolved by the loader)."""
+    if dtype is None or str(dtype) == "auto":  # the loader turns auto into bf16 for quantized weights first
         return torch.float32
     if isinstance(dtype, torch.dtype):
         if dtype in DTYPES.values():
@@ -84,8 +84,13 @@ def load_for_generation(
     from scratchllm.quantization import QuantConfig, quantize_model, read_meta
 
     where = resolve_checkpoint(path, log_dir)
-    target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
     quant = QuantConfig(method=str(quantize)) if quantize not in (None, "", "none") else None
+    if str(dtype) == "auto":
+        # torch's int8 / int4 CPU kernels are fast only with bf16 activations (fp32 ones take a path ~100x slower
+        # for one row), so quantized weights decode in bf16; float weights keep float32 (bf16 is a choice)
+        quantized = quant is not None or (where.is_file() and read_meta(where) is not None)
+        dtype = "bfloat16" if quantized else "float32"
+    target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
     override = tokenizer_override(tokenizer)  # before the weights: a wrong tokenizer costs no loading time
     if where.is_dir() and (where / "meta.pt").is_file():  # written by FSDP with state_dict_type=sharded
         raise CheckpointError(f"{where} is a sharded (FSDP) checkpoint folder; make one file of it first: python -m "
