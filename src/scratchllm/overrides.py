@@ -195,6 +195,8 @@ class _Checker:
             new = OmegaConf.select(composed, o.key_or_group, default=None, throw_on_resolution_failure=False)
             if old is None or new is None:
                 continue
+            if new == "auto" and o.key_or_group in _AUTO_KEYS:
+                continue
             expected = _expected_type(old, new)
             if expected:
                 raise OverrideError(f"{o.key_or_group}={new}: expected {expected} (default {old})")
@@ -251,6 +253,10 @@ def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
 def _belongs_elsewhere(key: str, value: str, group: str, choice: Any, others: list[str]) -> str:
     options = ", ".join(f"{group}={o}" for o in others)
     return f"{key} is not a setting of {group}={choice}; choose an option that reads it ({options}) with {key}={value}"
+
+
+# true/false settings that also take ``auto`` (resolved at start by training/auto.py)
+_AUTO_KEYS = frozenset({"compile"})
 
 
 def _expected_type(old: Any, new: Any) -> str | None:

@@ -60,6 +60,8 @@ class ModelConfig:
         # Hydra hands us DictConfig values; normalise the aliases first, then check everything at once.
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
+        if self.attention == "auto":  # a training run resolves it first (training/auto.py); elsewhere eager → sdpa
+            self.attention = "sdpa"
         if self.mlp_hidden is None:
             if self.mlp == "swiglu":
                 self.mlp_hidden = _round_up(int(8 * self.n_embd / 3), 256)

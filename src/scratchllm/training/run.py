@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.model import ModelConfig, param_report
+from scratchllm.training import auto
 from scratchllm.training.callbacks import Throughput
 from scratchllm.training.checkpoint_io import SafeCheckpointIO
 from scratchllm.threads import apply_threads
@@ -145,6 +146,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = apply_threads(cfg.get("threads"))
     if threads.threads:
         log.info("torch threads: %d (%s)", threads.threads, threads.reason)
+    fast_path = auto.resolve(cfg)  # precision / compile / attention `auto` → this machine's values, with reasons
+    for decision in fast_path:
+        if decision.reason != "as configured":
+            print(f"fast path: {decision.line()}", file=sys.stderr, flush=True)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data)
@@ -193,7 +198,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # `last` = the newest last.ckpt of this task's runs (logs/train/…), not of every task under logs/
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
-                              "threads": torch.get_num_threads()}
+                              "threads": torch.get_num_threads(),
+                              "fast_path": {d.name: d.value for d in fast_path}}
     if cfg.get("adapter") or hasattr(module.objective, "attach"):  # only part of the model trains
         result["trainable_params"] = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
     fit_start = time.perf_counter()

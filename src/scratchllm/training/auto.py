@@ -1,0 +1,150 @@
+"""What ``precision=auto``, ``compile=auto`` and ``model.attention=auto`` become on this machine, and why.
+
+The fast settings (bf16 autocast on matrix units, ``torch.compile``, the explicit attention that Inductor fuses on
+CPU) are measured to pay on some machines and to cost on others, so the choice is made from facts about the
+device, once, before the model is built. Every decision carries its reason; the run prints them at start and
+records the resolved values in its config and ``result.json`` — a checkpoint never holds the word ``auto``.
+
+The rules (each is a plain function here so a test can feed it other machines):
+
+- precision: ``bf16-mixed`` where the device multiplies bf16 natively — CUDA compute capability ≥ 8.0 (Ampere),
+  a CPU with AMX-BF16 or AVX512-BF16 — else ``32-true`` (emulated bf16 is slower than fp32).
+- compile: on when a C++ compiler is there (Inductor writes and builds C++ on CPU; Triton needs a C compiler for
+  its launcher on GPU) and the run is long enough for the compile (tens of seconds, cold) to be paid back:
+  ``compile_min_steps`` optimizer steps. Short runs (smoke tests, ``debug=`` runs) stay eager.
+- attention: ``explicit`` when compiled on CPU (Inductor fuses the softmax chain; CPU SDPA's backward is not
+  fused), ``sdpa`` otherwise (flash / memory-efficient kernels on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One resolved setting: the value used, and the one-line reason a user reads at start."""
+
+    name: str
+    value: Any
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.name}={self.value}: {self.reason}"
+
+
+# ------------------------------------------------------------------------------------------------ device facts
+def device_kind(accelerator: str | None) -> str:
+    """``cuda`` or ``cpu``: what Lightning's ``trainer.accelerator`` will run on."""
+    acc = str(accelerator or "auto").lower()
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_bf16(kind: str, flags: frozenset[str] | None = None, capability: tuple[int, int] | None = None
+              ) -> tuple[bool, str]:
+    """Whether bf16 matmuls run natively (faster than fp32) on this device, and the fact that decided it."""
+    if kind == "cuda":
+        major, minor = capability or torch.cuda.get_device_capability()
+        if (major, minor) >= (8, 0):
+            return True, f"CUDA compute capability {major}.{minor} has bf16 tensor cores"
+        return False, f"CUDA compute capability {major}.{minor} < 8.0 has no bf16 tensor cores"
+    flags = cpu_flags() if flags is None else flags
+    for flag, what in (("amx_bf16", "AMX-BF16 matrix units"), ("avx512_bf16", "AVX512-BF16")):
+        if flag in flags:
+            return True, f"the CPU has {what}"
+    return False, "the CPU has neither AMX-BF16 nor AVX512-BF16 (bf16 would be emulated, slower than fp32)"
+
+
+@lru_cache(maxsize=4)
+def cxx_compiler(env_cxx: str | None = None) -> tuple[str | None, str]:
+    """The C++ compiler Inductor would use (``$CXX``, else c++/g++/clang++ on PATH) if it runs, and why not."""
+    candidates = [env_cxx] if env_cxx else ["c++", "g++", "clang++"]
+    for name in candidates:
+        path = shutil.which(name) if name else None
+        if not path:
+            continue
+        try:
+            ok = subprocess.run([path, "--version"], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return path, f"C++ compiler {path}"
+        return None, f"the C++ compiler {path} does not run"
+    looked = env_cxx if env_cxx else "c++, g++ or clang++"
+    return None, f"no C++ compiler ({looked}) on PATH; torch.compile needs one (Debian: apt-get install g++)"
+
+
+# ------------------------------------------------------------------------------------------------ decisions
+def decide_precision(requested: Any, kind: str, **facts: Any) -> Decision:
+    if str(requested) != AUTO:
+        return Decision("precision", requested, "as configured")
+    fast, why = fast_bf16(kind, **facts)
+    return Decision("precision", "bf16-mixed" if fast else "32-true", why)
+
+
+def decide_compile(requested: Any, kind: str, max_steps: int, min_steps: int,
+                   compiler: tuple[str | None, str] | None = None) -> Decision:
+    if str(requested) != AUTO:
+        value = bool(requested) and str(requested).lower() not in ("false", "0", "none")
+        if value:
+            path, why = compiler or cxx_compiler(os.environ.get("CXX"))
+            if path is None:
+                return Decision("compile", False, f"compile=true but {why}; running eager")
+        return Decision("compile", value, "as configured")
+    path, why = compiler or cxx_compiler(os.environ.get("CXX"))
+    if path is None:
+        return Decision("compile", False, why + "; running eager")
+    if max_steps < min_steps:
+        return Decision("compile", False, f"{max_steps} steps < compile_min_steps={min_steps}: the compile "
+                                          f"(tens of seconds) would not be paid back")
+    return Decision("compile", True, f"{max_steps} steps ≥ compile_min_steps={min_steps}, {why}")
+
+
+def decide_attention(requested: Any, kind: str, compiled: bool) -> Decision:
+    if str(requested) != AUTO:
+        return Decision("model.attention", requested, "as configured")
+    if kind == "cpu" and compiled:
+        return Decision("model.attention", "explicit", "compiled on CPU: Inductor fuses the explicit softmax "
+                                                       "attention, forward and backward")
+    where = "GPU: flash / memory-efficient kernels" if kind == "cuda" else "eager on CPU: one fused kernel"
+    return Decision("model.attention", "sdpa", where)
+
+
+def resolve(cfg: Any) -> list[Decision]:
+    """Resolve every ``auto`` of a training config in place; returns the decisions (printed by the caller)."""
+    from omegaconf import open_dict
+
+    kind = device_kind(cfg.trainer.get("accelerator"))
+    precision = decide_precision(cfg.trainer.get("precision"), kind)
+    compiled = decide_compile(cfg.get("compile", False), kind, int(cfg.trainer.get("max_steps") or 0),
+                              int(cfg.get("compile_min_steps", 1000)))
+    attention = decide_attention(cfg.model.get("attention", "sdpa"), kind, compiled.value)
+    with open_dict(cfg):
+        cfg.trainer.precision = precision.value
+        cfg.compile = compiled.value
+        cfg.model.attention = attention.value
+    return [precision, compiled, attention]
