@@ -186,7 +186,9 @@ class ShardDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
             self.batches_served += 1
-            if self._train_stream is not None:  # keeps a re-iterated single-process stream in step
+            # keeps a re-iterated single-process stream in step; except under `overfit_batches` (debug=overfit),
+            # whose every epoch must start at the same position to serve the same batches again
+            if self._train_stream is not None and not trainer.overfit_batches:
                 self._train_stream.batches_served = self.batches_served
         return batch
 
