@@ -75,3 +75,12 @@ def test_builtin_plays_are_deterministic_held_out_and_checkable() -> None:
     assert baseline_answer(c) == c[1]["content"].split("\n")[1].split(":")[0]
     with pytest.raises(ConfigError, match="not a built-in set"):
         builtin_splits("riddles")
+
+
+def test_batches_resume_from_a_served_count_across_epochs() -> None:
+    lengths = [(i * 37) % 101 for i in range(90)]
+    uninterrupted = LengthGroupedBatches(lengths, 8, seed=3)
+    stream = list(uninterrupted) + list(uninterrupted)  # two epochs, 12 batches each
+    for served in (0, 5, 12, 17):
+        resumed = LengthGroupedBatches(lengths, 8, seed=3, start=served)
+        assert (list(resumed) + list(resumed))[: 24 - served] == stream[served:], served

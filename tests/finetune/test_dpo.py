@@ -109,3 +109,61 @@ def test_dpo_recipe_from_a_checkpoint_keeps_its_reference(start_ckpt: Path, tmp_
         torch.testing.assert_close(reference[name][:rows], value[:rows], rtol=0, atol=0)
     metrics = (tmp_path / "logs").rglob("metrics.csv")
     assert "val/reward_accuracy" in next(metrics).read_text().splitlines()[0]
+
+
+@pytest.mark.slow  # importing trl (and transformers) takes most of its time
+def test_loss_rewards_and_margins_equal_trls_loss_on_fixed_logps() -> None:
+    """TRL's own DPO loss code (``DPOTrainer._compute_loss``, loss_type sigmoid, standard reverse-KL DPO) run on
+    the same fixed log-probabilities: the policy's come from a stand-in model, the reference's as TRL's
+    precomputed ones. Its loss, rewards, margins and reward accuracy equal ours."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    pytest.importorskip("trl")
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    pc, pr, rc, rr = ([-3.0, -10.0, -4.5, -7.25], [-5.0, -9.0, -4.0, -7.0], [-4.0, -9.5, -4.5, -6.0],
+                      [-4.0, -9.5, -6.0, -8.5])
+    beta = 0.3
+    policy = torch.tensor(pc + pr, dtype=torch.float64)  # TRL's batch: the chosen rows, then the rejected rows
+
+    class FixedLogps(torch.nn.Module):
+        """Each row's completion is one token whose log-probability is that row's summed log-prob."""
+
+        def forward(self, **_: object) -> SimpleNamespace:
+            n = policy.shape[0]
+            return SimpleNamespace(log_probs=policy.unsqueeze(1), entropy=torch.zeros(n, 1),
+                                   mean_logits=torch.zeros(n, 1), is_top1=torch.zeros(n, 1, dtype=torch.bool))
+
+    accelerator = SimpleNamespace(device="cpu", gather=lambda t: t, gather_for_metrics=lambda t: t)
+    trainer = SimpleNamespace(
+        model=FixedLogps(), accelerator=accelerator, aux_loss_enabled=False, ld_alpha=None,
+        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0],
+        beta=beta, use_weighting=False, label_smoothing=0.0, _metrics={"train": defaultdict(list)},
+        _total_train_tokens=0, _tp_size=1)
+    n = len(pc)
+    inputs = {"input_ids": torch.zeros(2 * n, 2, dtype=torch.long),
+              "attention_mask": torch.ones(2 * n, 2, dtype=torch.long),
+              "completion_mask": torch.tensor([[0, 1]] * (2 * n)),
+              "ref_chosen_logps": torch.tensor(rc, dtype=torch.float64),
+              "ref_rejected_logps": torch.tensor(rr, dtype=torch.float64)}
+    trl_loss = DPOTrainer._compute_loss(trainer, trainer.model, inputs, return_outputs=False)
+    trl = trainer._metrics["train"]
+
+    ours, m = dpo_loss(*(torch.tensor(v, dtype=torch.float64) for v in (pc, pr, rc, rr)), beta)
+    assert ours.item() == pytest.approx(trl_loss.item(), abs=1e-12)
+    assert m["reward_chosen"].item() == pytest.approx(trl["rewards/chosen"][0], abs=1e-12)
+    assert m["reward_rejected"].item() == pytest.approx(trl["rewards/rejected"][0], abs=1e-12)
+    assert m["reward_margin"].item() == pytest.approx(trl["rewards/margins"][0], abs=1e-12)
+    assert m["reward_accuracy"].item() == pytest.approx(trl["rewards/accuracies"][0], abs=1e-12)
+    assert 0 < m["reward_accuracy"].item() < 1  # the fixed values hold wins and losses: the check means something
+
+
+def test_the_win_rate_judge_is_chrf_closer_to_chosen_than_rejected() -> None:
+    from scratchllm.finetune.answers import chrf, preference_score
+
+    assert chrf("HAMLET", "HAMLET") == 1.0 and chrf("HAMLET", "OPHELIA") < 0.1 and chrf("", "HAMLET") == 0.0
+    assert 0.3 < chrf("HAMLE", "HAMLET") < 1.0  # a near miss gets partial credit, unlike exact match
+    assert chrf("LORD HAMLET", "LORDHAMLET") == 1.0  # spaces are ignored
+    assert preference_score("HAMLET", "HAMLET", "HORATIO") > 0 > preference_score("HORATIO", "HAMLET", "HORATIO")
+    assert abs(preference_score("GHOST", "HAMLET", "HORATIO")) < 0.1  # neither: about even

@@ -18,7 +18,7 @@ def test_the_groups_the_readme_promises_exist():
     assert {"nano", "micro", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1.5b", "llama-1b", "llama-10b"} <= set(MODELS)
     assert {"shakespeare_char", "shakespeare_gpt2", "gpt2_124m", "tinyshakespeare_char",
             "tinyshakespeare_char_quick"} <= set(EXPERIMENTS)
-    assert {"32-true", "bf16-mixed", "16-mixed", "bf16-true"} == set(PRECISIONS)
+    assert {"32-true", "bf16-mixed", "16-mixed", "bf16-true", "auto"} == set(PRECISIONS)
     assert {"cpu", "gpu", "ddp", "ddp_sim", "fsdp"} <= set(TRAINERS)
 
 

@@ -16,10 +16,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -101,19 +102,26 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
 
     Each rank takes every ``world``-th batch of the same epoch order (the seed is shared), and every rank gets
     the same number of batches (the tail that does not divide is left out), so DDP ranks never wait on a
-    missing batch."""
+    missing batch.
+
+    Data position: ``start`` counts the batches of this rank already served, over all epochs. A pass begins
+    there (epoch ``start // len(self)``, that epoch's order from batch ``start % len(self)``) and moves it on
+    as it yields, so passes follow each other through the epochs, and a resumed run that sets ``start`` to
+    the count in its checkpoint gets the very batches an uninterrupted run would have had next."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 group_batches: int = 32, rank: int = 0, world: int = 1) -> None:
+                 group_batches: int = 32, rank: int = 0, world: int = 1, start: int = 0) -> None:
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
         self.seed, self.group_batches, self.rank, self.world = seed, group_batches, rank, world
-        self.epoch = 0
+        self.start = int(start)
+        self._per_epoch: int | None = None
 
-    def _batches(self) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches in ``epoch``, in order (the same for every call: a function of seed and epoch)."""
         order = list(range(len(self.lengths)))
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        rng = random.Random(self.seed * 1_000_003 + epoch)
         if self.shuffle:
             rng.shuffle(order)
             group = self.batch_size * self.group_batches
@@ -128,9 +136,41 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
         return batches[:usable][self.rank:: self.world]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        self.epoch += 1  # the next pass over the data gets a new order
-        return iter(batches)
+        per = len(self)
+        if per == 0:
+            return
+        epoch, offset = divmod(self.start, per)
+        for i, batch in enumerate(self.epoch_batches(epoch)[offset:], start=offset + 1):
+            self.start = epoch * per + i
+            yield batch
 
     def __len__(self) -> int:
-        return len(self._batches())
+        if self._per_epoch is None:  # the same for every epoch: only the order changes
+            self._per_epoch = len(self.epoch_batches(0))
+        return self._per_epoch
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """The collated batches of a ``LengthGroupedBatches``, as an iterable dataset (``DataLoader(batch_size=None)``).
+
+    Why not ``DataLoader(batch_sampler=…)``: under DDP Lightning then tries to put its ``DistributedSampler``
+    into the batch sampler, which it cannot rebuild (ours already splits by rank); an iterable dataset it leaves
+    alone, and the data position (``sampler.start``) stays ours to save and restore. ``resumable=False`` (the
+    validation set): every pass is epoch 0 from its first batch. With ``num_workers`` > 0, worker w collates
+    batches w, w + W, …; the DataLoader reads the workers in turn, so the order is the same as with none (a
+    worker's copy cannot move the main process's ``start``: the data module sets it from the batches consumed)."""
+
+    def __init__(self, examples: Sequence, sampler: LengthGroupedBatches, collate_fn: Callable[[list], dict],
+                 resumable: bool = True) -> None:
+        self.examples, self.sampler, self.collate_fn, self.resumable = examples, sampler, collate_fn, resumable
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict]:
+        batches = iter(self.sampler) if self.resumable else iter(self.sampler.epoch_batches(0))
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            batches = itertools.islice(batches, info.id, None, info.num_workers)
+        for indices in batches:
+            yield self.collate_fn([self.examples[i] for i in indices])
