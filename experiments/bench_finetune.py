@@ -286,13 +286,12 @@ def dpo_section(start: str, common: list[str], builtin: list[str], sft_data: dic
 def lora_section(smoke: bool) -> list[str]:
     lines = ["", f"## LoRA (rank 8, all block linears) vs full fine-tuning, {'tiny' if smoke else 'gpt2-124m'} "
              "shapes, CPU, fp32, AdamW", "",
-             "Step time measured on a **busy machine** (2 cores shared with other jobs): indicative only; "
-             "re-run alone with `python experiments/bench_finetune.py --only lora_vs_full` on an idle machine. "
+             "Step time: meaningful only on an otherwise idle machine (the load average before is in the header). "
              "Peak memory: the process's peak RSS during the training steps (VmHWM, reset after the model and "
              "optimizer were built), and the same minus the RSS just before the model was built (what the model, "
              "gradients, optimizer state and activations take), with glibc's mmap threshold fixed at 128 KiB so "
              "that freed tensors leave RSS. Sequences of 256 tokens.", "",
-             "| batch | | trainable params | step s (busy machine) | peak RSS MB | peak above the runtime MB |",
+             "| batch | | trainable params | step s | peak RSS MB | peak above the runtime MB |",
              "|---|---|---|---|---|---|"]
     ratios = []
     for batch in (1, 4):
