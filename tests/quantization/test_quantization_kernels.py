@@ -126,3 +126,27 @@ def test_many_rows_use_dequantise_then_matmul(monkeypatch: pytest.MonkeyPatch, k
     assert not calls  # the kernel
     y = layer(many)
     assert calls and y.shape == (2, int8.KERNEL_MAX_ROWS, 64)
+
+
+def test_read_tensors_equals_safetensors_and_gives_aligned_storage(tmp_path) -> None:
+    """The quantized file's reader (plain reads, no memory map): same tensors as safetensors' own loader, every
+    storage 64-byte aligned (what _weight_int8pack_mm needs), a truncated file named as such."""
+    from safetensors.torch import load_file, save_file
+
+    from scratchllm.errors import CheckpointError
+    from scratchllm.quantization.io import read_tensors
+
+    torch.manual_seed(0)
+    tensors = {"a": torch.randint(-128, 127, (7, 5), dtype=torch.int8), "b": torch.randn(3, dtype=torch.bfloat16),
+               "c": torch.randn(2, 3), "d": torch.empty(0), "e": torch.tensor(3, dtype=torch.int64)}
+    path = tmp_path / "t.safetensors"
+    save_file(tensors, str(path))
+    read = dict(read_tensors(path))
+    expected = load_file(str(path))
+    assert read.keys() == expected.keys()
+    for name, t in read.items():
+        assert t.dtype == expected[name].dtype and torch.equal(t, expected[name]), name
+        assert t.numel() == 0 or t.data_ptr() % 64 == 0
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(CheckpointError, match="truncated"):
+        dict(read_tensors(path))

@@ -72,10 +72,8 @@ def load_quantized(path: str | Path) -> tuple[GPT, CheckpointMeta]:
     model = quantized_skeleton(ModelConfig.from_dict(meta.model), QuantConfig.from_dict(meta.quantization))
     wanted = {name: t.dtype for name, t in model.state_dict().items()}  # float32, except int4's bf16 scales
     tensors: dict[str, Any] = {}
-    with safe_open(str(path), framework="pt") as f:
-        for name in f.keys():
-            t = f.get_tensor(name)
-            tensors[name] = t.to(wanted[name]) if name in wanted and t.is_floating_point() else t
+    for name, t in read_tensors(path):
+        tensors[name] = t.to(wanted[name]) if name in wanted and t.is_floating_point() else t
     try:
         model.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
@@ -85,6 +83,34 @@ def load_quantized(path: str | Path) -> tuple[GPT, CheckpointMeta]:
     if left:
         raise CheckpointError(f"{path} lacks {', '.join(left[:3])}; the file is damaged: quantize again")
     return model.eval(), meta
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def read_tensors(path: str | Path) -> Any:
+    """Each ``(name, tensor)`` of a safetensors file, read with plain file reads into fresh tensors.
+
+    Not ``safe_open``: it maps the file, and the mapped pages stay resident beside the copies until the file is
+    closed, so loading would peak at twice the weights. Fresh ``torch.empty`` storage is also 64-byte aligned,
+    which ``_weight_int8pack_mm`` needs (a tensor viewing the mapped file may not be)."""
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+        base = 8 + header_len
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            t = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+            if end > start:
+                f.seek(base + start)
+                view = t.view(-1).view(torch.uint8).numpy()
+                if f.readinto(memoryview(view)) != end - start:
+                    raise CheckpointError(f"{path} ends inside tensor {name}: the file is truncated; write it again")
+            yield name, t
 
 
 def file_bytes(path: str | Path) -> int:
