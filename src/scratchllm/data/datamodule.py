@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from scratchllm.data.corpora.base import Corpus
+from scratchllm.data.position import DataPosition
 from scratchllm.data.prepare import PreparedData, prepare_corpus
 from scratchllm.data.shards import ShardError, open_shard
 from scratchllm.data.windows import TrainWindowStream, ValWindows, window_count
@@ -39,7 +40,7 @@ from scratchllm.errors import ConfigError, DataError
 from scratchllm.tokenizers import Tokenizer
 
 
-class ShardDataModule(L.LightningDataModule):
+class ShardDataModule(DataPosition, L.LightningDataModule):
     """Token shards of ``corpus`` as an infinite, resumable train stream and a fixed validation set."""
 
     def __init__(
@@ -181,24 +182,9 @@ class ShardDataModule(L.LightningDataModule):
         )
 
     # ------------------------------------------------------------------ data position
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training:
-            self.batches_served += 1
-            # keeps a re-iterated single-process stream in step; except under `overfit_batches` (debug=overfit),
-            # whose every epoch must start at the same position to serve the same batches again
-            if self._train_stream is not None and not trainer.overfit_batches:
-                self._train_stream.batches_served = self.batches_served
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"batches_served": int(self.batches_served)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.batches_served = int(state_dict.get("batches_served", 0))
-        if self._train_stream is not None:
-            self._train_stream.batches_served = self.batches_served
+    def _move_stream(self, batches_served: int) -> None:
+        if self._train_stream is not None:  # a re-iterated single-process stream continues from here
+            self._train_stream.batches_served = batches_served
 
     @property
     def cache_path(self) -> Path:

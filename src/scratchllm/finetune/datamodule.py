@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
+from scratchllm.data.position import DataPosition
 from scratchllm.errors import ConfigError
 from scratchllm.finetune.batches import BatchStream, EncodedSet, LengthGroupedBatches, collate, encode_examples
 from scratchllm.finetune.chat import ChatTemplate, add_chat_tokens
@@ -38,7 +39,7 @@ from scratchllm.tokenizers import Tokenizer, build_tokenizer
 log = logging.getLogger(__name__)
 
 
-class FineTuneDataModule(L.LightningDataModule):
+class FineTuneDataModule(DataPosition, L.LightningDataModule):
     """The shared part (module docstring); a subclass says how to read, encode and collate its examples."""
 
     kind = "examples"
@@ -152,21 +153,9 @@ class FineTuneDataModule(L.LightningDataModule):
         return self._loader(self._stream(self.val_set, shuffle=False))
 
     # ---------------------------------------------------------------------------- data position
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training:
-            self.batches_served += 1
-            if self._train_stream is not None:  # workers' copies cannot move it: the consumed count does
-                self._train_stream.sampler.start = self.batches_served
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"batches_served": int(self.batches_served)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.batches_served = int(state_dict.get("batches_served", 0))
-        if self._train_stream is not None:
-            self._train_stream.sampler.start = self.batches_served
+    def _move_stream(self, batches_served: int) -> None:
+        if self._train_stream is not None:  # workers' copies cannot move it: the consumed count does
+            self._train_stream.sampler.start = batches_served
 
 
 class ChatDataModule(FineTuneDataModule):
