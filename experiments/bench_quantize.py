@@ -46,6 +46,8 @@ def _one_mode(args: argparse.Namespace) -> dict:
     from scratchllm.quantization import QuantConfig, load_quantized, quantize_model, save_quantized, weight_bytes
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base_rss = _current_rss()  # the interpreter, torch and scratchllm imported: what every mode pays
     cfg = load_preset(args.preset, context_length=1024)
     if args.quick:
@@ -113,6 +115,10 @@ def main() -> None:
     p.add_argument("--fp32-activations", action="store_true",
                    help="int8/int4 with float32 activations (default bf16, like the bf16 row: torch's CPU kernels "
                         "are vectorised for bf16; in float32 they take a slow path)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per mode (0: torch's default); 1 on a "
+                   "shared machine gives ratios that others' load disturbs less")
+    p.add_argument("--modes", default=",".join(MODES), help="which of fp32,bf16,int8,int4 to run (bf16 always: "
+                   "the ratios are against it)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
     p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
     p.add_argument("--text", help="the held-out text for --ckpt")
@@ -127,9 +133,10 @@ def main() -> None:
         args.new_tokens = 8
     rows = []
     tmp = tempfile.TemporaryDirectory()
-    for mode in MODES:
+    modes = [m for m in MODES if m in args.modes.split(",") or m == "bf16"]
+    for mode in modes:
         cmd = [sys.executable, __file__, "--mode", mode, "--preset", args.preset, "--new-tokens",
-               str(args.new_tokens), "--group-size", str(args.group_size)]
+               str(args.new_tokens), "--group-size", str(args.group_size), "--threads", str(args.threads)]
         cmd += ["--quick"] * args.quick + ["--fp32-activations"] * args.fp32_activations
         print(f"running {mode} …", file=sys.stderr, flush=True)
         if mode in ("int8", "int4"):

@@ -44,7 +44,7 @@ def test_quantized_model_round_trips_through_its_file(shape: dict, quant: QuantC
     replaced = quantize_model(q, quant)
     assert {"lm_head", "tok_emb", "blocks.0.attn.qkv", "blocks.1.mlp.proj"} <= set(replaced)
     kind = Int8Linear if quant.method == "int8" else Int4Linear
-    assert all(isinstance(q.get_submodule(n), kind) for n in replaced if n != "tok_emb")
+    assert all(isinstance(q.get_submodule(n), kind) for n in replaced if n not in ("tok_emb", "pos_emb"))
     assert isinstance(q.tok_emb, QuantizedEmbedding)
     logits, _ = q(idx)
     tol = 0.02 if quant.method == "int8" else 0.2  # relative error of the logits (random weights: loose)
@@ -70,9 +70,10 @@ def test_tied_head_and_embedding_stay_one_matrix(tmp_path: Path) -> None:
     torch.testing.assert_close(q.tok_emb(ids)[0], q.lm_head.qweight[[3, 7]].float() * q.lm_head.scales[[3, 7], None])
 
 
-# int8 matrices alone are exactly 0.5x bf16, so with any scale the whole file is a little above: the per-row scales,
-# norms, biases and positions add ~1.3% here (~0.8% for gpt2-124m). int4 group 64: 4.5 bits per weight, 0.28x.
-@pytest.mark.parametrize("quant, bf16_ratio", [(QuantConfig("int8"), 0.515), (QuantConfig("int4", 64), 0.3)])
+# int8 matrices and the position table alone are exactly 0.5x bf16, so with any scale the whole file is a little
+# above: the per-row scales (2 bytes per row), norms and biases (1 byte over half each) and the safetensors header
+# add ~1.2% here (n_embd 256, 0.506x; gpt2-124m: 0.5013x). int4 group 64: 4.5 bits per weight, 0.28x.
+@pytest.mark.parametrize("quant, bf16_ratio", [(QuantConfig("int8"), 0.508), (QuantConfig("int4", 64), 0.3)])
 def test_file_size_against_bf16(quant: QuantConfig, bf16_ratio: float, tmp_path: Path) -> None:
     """The whole file (scales, float norms and the safetensors header included) against the model's bf16 bytes."""
     shape = dict(vocab_size=1000, context_length=64, n_layer=2, n_head=4, n_embd=256, mlp_hidden=1024)
@@ -82,6 +83,39 @@ def test_file_size_against_bf16(quant: QuantConfig, bf16_ratio: float, tmp_path:
     quantize_model(q, quant)
     file = saved(q, quant, tmp_path / "q.safetensors")
     assert file.stat().st_size <= bf16_ratio * bf16_bytes
+
+
+@torch.no_grad()
+def test_position_table_is_int8_rows_and_format_1_files_still_load(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import scratchllm.quantization.io as qio
+
+    float_model = model(GPT2_LIKE)
+    q = copy.deepcopy(float_model)
+    assert "pos_emb" in quantize_model(q, QuantConfig("int8"))
+    table = q.pos_emb.table
+    assert isinstance(table, Int8Linear) and table.qweight.shape == (32, 64)
+    pos = torch.arange(5, 9)
+    w = float_model.pos_emb.weight[pos]
+    step = w.abs().amax(1, keepdim=True) / 127
+    assert ((q.pos_emb(pos) - w).abs() <= step / 2 + 1e-6).all()  # each number within half its row's step
+    loaded, meta = load_quantized(saved(q, QuantConfig("int8"), tmp_path / "v2.safetensors"))
+    assert meta.quantization["quantize_positions"] and isinstance(loaded.pos_emb, QuantizedEmbedding)
+    idx = torch.randint(0, 100, (1, 8))
+    torch.testing.assert_close(loaded(idx)[0], q(idx)[0], atol=0.01 * q(idx)[0].abs().max(), rtol=0.01)
+    # A format-1 file (written before positions were quantized): float table, settings without the flag.
+    old = copy.deepcopy(float_model)
+    quantize_model(old, QuantConfig("int8", quantize_positions=False))
+    monkeypatch.setattr(qio, "FORMAT", "scratchllm-quantized-1")
+    file = save_quantized(old, CheckpointMeta(format=1, model=old.config.to_dict(), quantization={"method": "int8"}),
+                          tmp_path / "v1.safetensors")
+    loaded, _ = load_quantized(file)
+    assert type(loaded.pos_emb) is torch.nn.Embedding
+    torch.testing.assert_close(loaded(idx)[0], old(idx)[0], atol=0.01 * old(idx)[0].abs().max(), rtol=0.01)
+    monkeypatch.setattr(qio, "FORMAT", "scratchllm-quantized-9")  # a newer writer: one line naming the fix
+    save_quantized(old, CheckpointMeta(format=1, model=old.config.to_dict(), quantization={"method": "int8"}), file)
+    with pytest.raises(CheckpointError, match="newer format .* update scratchllm, or quantize the float checkpoint"):
+        load_quantized(file)
 
 
 def test_loading_never_builds_float_matrices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +133,7 @@ def test_loading_never_builds_float_matrices(tmp_path: Path, monkeypatch: pytest
     loaded, _ = load_quantized(file)
     assert made and all(d.type == "meta" for d in made)  # the float linears only ever exist on the meta device
     floats = [t for t in loaded.state_dict().values() if t.is_floating_point()]
-    assert max(t.numel() for t in floats) <= 32 * 64  # norms, biases, scales and the positional table only
+    assert max(t.numel() for t in floats) <= 3 * 64  # vectors only (qkv bias, scales); positions are int8 rows
 
 
 def test_skeleton_rejects_a_group_size_that_does_not_divide_the_width() -> None:

@@ -10,6 +10,13 @@ of float32/bfloat16/float16 with the scales in that same dtype, on the CPU; anyt
 it does not take) uses ``reference_int8_linear``, the straightforward dequantise-then-matmul it is tested against,
 and so does an input of more than ``KERNEL_MAX_ROWS`` rows (prefill). Decode in bfloat16: torch 2.13's CPU kernel
 is vectorised for bf16 activations; with float32 ones it takes a slow path (measured ~100x slower at one row).
+
+Measured instead of it (experiments/bench_int8_kernels.py, one row, bf16, AVX2 CPU, one thread): torch.compile of
+``F.linear(x, q.to(x.dtype)) * s`` (Inductor's woq-int8 pattern, which lowers to this same kernel when it matches;
+here it did not, and its own loop ran ~10x slower, max-autotune too), a fused reduction written for Inductor
+(3-5x slower), and the int8 matrix as two exact 4-bit planes through torch's int4 kernel (0.7x on cache-resident
+matrices, equal on the 50304x768 head, equal for the whole decode, and packing raised peak memory): none faster.
+``quantized.linear_dynamic`` (fbgemm) was ~2x on the head, but it quantizes the activations too (not weight-only).
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ from scratchllm.quantization.model import QuantConfig, quantized_skeleton
 
 META_KEY = "scratchllm_meta"
 FORMAT_KEY = "format"
-FORMAT = "scratchllm-quantized-1"
+# 2: the learned position table is int8 rows (quantization/model.py). 1: it was a float tensor; such files still
+# load (their settings lack ``quantize_positions``, so the skeleton keeps a float table).
+FORMAT = "scratchllm-quantized-2"
+READABLE = ("scratchllm-quantized-1", FORMAT)
+_FAMILY = "scratchllm-quantized-"
 STORE_DTYPE = torch.bfloat16
 
 
@@ -32,8 +36,8 @@ def save_quantized(model: GPT, meta: CheckpointMeta, path: str | Path) -> Path:
     """Write the quantized ``model`` (its metadata's ``quantization`` says how) to ``path``; returns it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The float tensors left (norms, biases, positions, int8 scales: ~1-3% of the bytes) are stored in bfloat16,
-    # like int4's scales: in float32 they would lift gpt2-124m's int8 file just past half its bf16 size.
+    # The float tensors left (norms, biases, int8 scales: ~0.3% of gpt2-124m's bytes) are stored in bfloat16, like
+    # int4's scales: in float32 they would add another ~0.3% to gpt2-124m's int8 file.
     tensors = {name: (t.to(STORE_DTYPE) if t.is_floating_point() else t).detach().contiguous()
                for name, t in model.state_dict().items()}
     header = {FORMAT_KEY: FORMAT, META_KEY: json.dumps(meta.to_dict())}
@@ -53,8 +57,12 @@ def read_meta(path: str | Path) -> CheckpointMeta | None:
             header = f.metadata() or {}
     except Exception:  # noqa: BLE001 - not a safetensors file: not ours either
         return None
-    if header.get(FORMAT_KEY) != FORMAT:
+    fmt = str(header.get(FORMAT_KEY, ""))
+    if not fmt.startswith(_FAMILY):
         return None
+    if fmt not in READABLE:
+        raise CheckpointError(f"{path} is a quantized file of a newer format ({fmt}) than this scratchllm reads "
+                              f"({', '.join(READABLE)}); update scratchllm, or quantize the float checkpoint again")
     raw = json.loads(header[META_KEY])
     known = {"format", "model", "tokenizer", "objective", "adapters", "quantization"}
     return CheckpointMeta(format=int(raw.get("format", 1)), model=raw["model"], tokenizer=raw.get("tokenizer"),
