@@ -31,7 +31,7 @@ def _error(config: str, *argv: str) -> str:
         # the default corpus is packaged: a path needs a corpus that reads one
         (["data.path=books/"], "choose an option that reads it (data=shards, data=text_files, data=tinyshakespeare)"),
         (["+data.path=books/"], "data.path is not a setting of data=shakespeare"),
-        (["trainer.max_steps=abc"], "trainer.max_steps=abc: expected an integer (default 1500)"),
+        (["trainer.max_steps=abc"], "trainer.max_steps=abc: expected an integer or auto (default auto)"),
         (["optim.lr=fast"], "optim.lr=fast: expected a number"),
         (["compile=maybe"], "compile=maybe: expected true or false"),
         (["data=text_files"], "data.path must be set (needed by data=text_files)"),

@@ -195,11 +195,15 @@ class _Checker:
             new = OmegaConf.select(composed, o.key_or_group, default=None, throw_on_resolution_failure=False)
             if old is None or new is None:
                 continue
-            if new == "auto" and o.key_or_group in _AUTO_KEYS:
-                continue
-            expected = _expected_type(old, new)
+            kind = old
+            if o.key_or_group in _AUTO_KEYS:
+                if new == "auto":
+                    continue
+                kind = _AUTO_KEYS[o.key_or_group]  # the default may be `auto`: check against the kind it stands for
+            expected = _expected_type(kind, new)
             if expected:
-                raise OverrideError(f"{o.key_or_group}={new}: expected {expected} (default {old})")
+                or_auto = " or auto" if o.key_or_group in _AUTO_KEYS else ""
+                raise OverrideError(f"{o.key_or_group}={new}: expected {expected}{or_auto} (default {old})")
 
     def check_missing(self, composed: DictConfig) -> None:
         """A required value left at ``???`` (``data=text_files`` without ``data.path``) fails later with
@@ -255,8 +259,8 @@ def _belongs_elsewhere(key: str, value: str, group: str, choice: Any, others: li
     return f"{key} is not a setting of {group}={choice}; choose an option that reads it ({options}) with {key}={value}"
 
 
-# true/false settings that also take ``auto`` (resolved at start by training/auto.py)
-_AUTO_KEYS = frozenset({"compile"})
+# settings that also take ``auto`` (resolved at start by training/auto.py), with a value of the kind they stand for
+_AUTO_KEYS = {"compile": False, "trainer.max_steps": 1500}
 
 
 def _expected_type(old: Any, new: Any) -> str | None:

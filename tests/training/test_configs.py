@@ -50,7 +50,7 @@ def test_variant_overrides_reach_the_model(make_cfg):
 
 
 def test_cpu_trainer_instantiates(make_cfg):
-    cfg = make_cfg("trainer=cpu", "precision=bf16-mixed")
+    cfg = make_cfg("trainer=cpu", "precision=bf16-mixed", "trainer.max_steps=100")
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert trainer.max_steps == cfg.trainer.max_steps
     assert "bf16" in str(trainer.precision)

@@ -187,8 +187,9 @@ def test_fast_cpu_recipe_trains_compiled_in_bf16(make_cfg, tmp_path):
     AdamW trains through the Trainer, and its checkpoint keys are the eager model's (no ``_orig_mod.``)."""
     text = tmp_path / "tiny.txt"
     text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 400)
+    # the path the auto defaults pick on a CPU with AMX-BF16, named here so it is tested on every machine
     cfg = make_cfg("experiment=tinyshakespeare_char_quick", f"data.path={text}", "+data.corpus.sha256=null",
-                   "sample.max_new_tokens=0")
+                   "sample.max_new_tokens=0", "precision=bf16-mixed", "compile=true", "model.attention=explicit")
     assert (cfg.compile, cfg.trainer.precision, cfg.model.attention, cfg.optim.fused) == (
         True, "bf16-mixed", "explicit", True)
     result = _run(cfg)

@@ -41,7 +41,7 @@ class ModelConfig:
     n_kv_head: int | None = None  # None = n_head (MHA); fewer = GQA; 1 = MQA
     n_embd: int = 768
     mlp_hidden: int | None = None  # None = 4*n_embd (gelu) or the Llama rule 8/3*n_embd rounded to 256 (swiglu)
-    attention: str = "sdpa"
+    attention: str = "auto"  # a training run picks explicit or sdpa (training/auto.py); elsewhere sdpa
     norm: str = "layernorm"
     norm_eps: float = 1e-5
     mlp: str = "gelu"

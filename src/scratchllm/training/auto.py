@@ -10,10 +10,16 @@ The rules (each is a plain function here so a test can feed it other machines):
 - precision: ``bf16-mixed`` where the device multiplies bf16 natively — CUDA compute capability ≥ 8.0 (Ampere),
   a CPU with AMX-BF16 or AVX512-BF16 — else ``32-true`` (emulated bf16 is slower than fp32).
 - compile: on when a C++ compiler is there (Inductor writes and builds C++ on CPU; Triton needs a C compiler for
-  its launcher on GPU) and the run is long enough for the compile (tens of seconds, cold) to be paid back:
-  ``compile_min_steps`` optimizer steps. Short runs (smoke tests, ``debug=`` runs) stay eager.
+  its launcher on GPU), the run is long enough for the compile (tens of seconds, cold) to be paid back
+  (``compile_min_steps`` optimizer steps; smoke tests and ``debug=`` runs stay eager) and, on CPU, the run is in
+  bf16: there the fusion of the casts and the softmax chain pays 1.4–1.6× (nano, micro), while in fp32 the matmuls
+  already run at 60–80% of the fp32 ceiling and compiling measured 0.98× (nano) to 1.09× (micro) for ~55 s of
+  cold compile (``experiments/results/default_candidates_2026-12-02*.md``).
 - attention: ``explicit`` when compiled on CPU (Inductor fuses the softmax chain; CPU SDPA's backward is not
   fused), ``sdpa`` otherwise (flash / memory-efficient kernels on GPU).
+- steps (``trainer.max_steps=auto``, the default run's): the default run is sized to a few minutes on 2 CPU cores —
+  ``FAST_STEPS`` (3,000) where the fast path runs (compiled bf16 on CPU, any compiled GPU run), ``SLOW_STEPS``
+  (1,500) where it does not (fp32 eager: a CPU without native bf16, or no compiler).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from typing import Any
 import torch
 
 AUTO = "auto"
+FAST_STEPS = 3000
+SLOW_STEPS = 1500
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def decide_precision(requested: Any, kind: str, **facts: Any) -> Decision:
 
 
 def decide_compile(requested: Any, kind: str, max_steps: int, min_steps: int,
-                   compiler: tuple[str | None, str] | None = None) -> Decision:
+                   compiler: tuple[str | None, str] | None = None, precision: Any = "bf16-mixed") -> Decision:
     if str(requested) != AUTO:
         value = bool(requested) and str(requested).lower() not in ("false", "0", "none")
         if value:
@@ -121,7 +129,21 @@ def decide_compile(requested: Any, kind: str, max_steps: int, min_steps: int,
     if max_steps < min_steps:
         return Decision("compile", False, f"{max_steps} steps < compile_min_steps={min_steps}: the compile "
                                           f"(tens of seconds) would not be paid back")
+    if kind == "cpu" and "bf16" not in str(precision):
+        return Decision("compile", False, f"precision={precision} on CPU: the fp32 matmuls are the step and "
+                                          f"compiling measured 0.98-1.09x for ~55 s of compile; running eager")
     return Decision("compile", True, f"{max_steps} steps ≥ compile_min_steps={min_steps}, {why}")
+
+
+def decide_steps(requested: Any, compiled: bool) -> Decision:
+    """``trainer.max_steps=auto``: as many steps as fit the default run's few minutes on this machine's path."""
+    if str(requested) != AUTO:
+        return Decision("trainer.max_steps", requested, "as configured")
+    if compiled:
+        return Decision("trainer.max_steps", FAST_STEPS, "the compiled fast path trains 3,000 nano steps in "
+                                                         "~3 minutes on 2 CPU cores")
+    return Decision("trainer.max_steps", SLOW_STEPS, "eager: 1,500 steps keep the default run to a few minutes "
+                                                     "(the compiled fast path would run 3,000)")
 
 
 def decide_attention(requested: Any, kind: str, compiled: bool) -> Decision:
@@ -140,11 +162,16 @@ def resolve(cfg: Any) -> list[Decision]:
 
     kind = device_kind(cfg.trainer.get("accelerator"))
     precision = decide_precision(cfg.trainer.get("precision"), kind)
-    compiled = decide_compile(cfg.get("compile", False), kind, int(cfg.trainer.get("max_steps") or 0),
-                              int(cfg.get("compile_min_steps", 1000)))
+    requested_steps = cfg.trainer.get("max_steps")
+    # compile=auto weighs the compile against the run's length; an auto length is the compiled one (FAST_STEPS)
+    steps_if_compiled = FAST_STEPS if str(requested_steps) == AUTO else int(requested_steps or 0)
+    compiled = decide_compile(cfg.get("compile", False), kind, steps_if_compiled,
+                              int(cfg.get("compile_min_steps", 1000)), precision=precision.value)
+    steps = decide_steps(requested_steps, compiled.value)
     attention = decide_attention(cfg.model.get("attention", "sdpa"), kind, compiled.value)
     with open_dict(cfg):
         cfg.trainer.precision = precision.value
+        cfg.trainer.max_steps = steps.value
         cfg.compile = compiled.value
         cfg.model.attention = attention.value
-    return [precision, compiled, attention]
+    return [precision, compiled, attention, steps]

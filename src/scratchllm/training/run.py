@@ -141,15 +141,16 @@ def _instantiate_dict(group: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, validate and sample; returns the run's summary (also written to ``<output_dir>/result.json``)."""
     start = time.perf_counter()
-    if not cfg.trainer.get("max_steps") or cfg.trainer.max_steps <= 0:
-        raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (the data streams)")
     threads = apply_threads(cfg.get("threads"))
     if threads.threads:
         log.info("torch threads: %d (%s)", threads.threads, threads.reason)
-    fast_path = auto.resolve(cfg)  # precision / compile / attention `auto` → this machine's values, with reasons
-    for decision in fast_path:
+    # precision / compile / attention / max_steps `auto` → this machine's values, with reasons
+    fast_path = auto.resolve(cfg)
+    for decision in fast_path:  # logged (console and train.log) beside the other start-up facts, not on stderr
         if decision.reason != "as configured":
-            print(f"fast path: {decision.line()}", file=sys.stderr, flush=True)
+            log.info("fast path: %s", decision.line())
+    if not cfg.trainer.get("max_steps") or cfg.trainer.max_steps <= 0:
+        raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (the data streams)")
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data)
@@ -265,6 +266,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(run_summary(result, out), flush=True)
         summary = {k: v for k, v in result.items() if k not in ("sample", "curve")}
         print("result: " + json.dumps(summary), flush=True)
+    from scratchllm.training.strategies import close_process_group
+
+    close_process_group()  # only on success: after an error a barrier would wait for ranks that are gone
     return result
 
 
