@@ -6,6 +6,7 @@ published runs: ``experiments/results/memory_model_<date>.md``.
         --raw experiments/results/memory_model_2026-12-02_mmap.json --out /dev/null  # the allocator column
     .venv/bin/python experiments/bench_memory.py --report                      # the table from both JSON files
     .venv/bin/python experiments/bench_memory.py --smoke --raw /tmp/m.json --out /tmp/m.md  # nano rows only
+    .venv/bin/python experiments/bench_memory.py --from-log run.log --raw x.json  # rows of a run stopped early
 
 **What runs.** Each row is a fresh process training the real ``GPTLitModule`` (AdamW as ``optim=adamw``
 configures it: foreach on CPU; gradient clipping 1.0) with Lightning's ``Trainer`` on one CPU device for 3
@@ -166,16 +167,27 @@ mmap threshold so that freed tensors go back to the kernel and the resident set 
 NOTES = """## What this shows
 
 - **The model predicts the bytes of live tensors.** Where the allocator hands freed memory back (the mmap-threshold
-  column) the measured peak is within 8% of the prediction in every row but two: nano at batch 32 in bf16-mixed,
-  −18% with and without checkpointing, which is 12 MB and 7 MB (bf16 kernel workspace and backward temporaries of
-  a few MB that only a 0.8M-parameter model notices; at batch 128 the same model is within 8%).
+  column) every fp32 row is within 8%. On this Intel host 8 of the 12 bf16-mixed rows sit 7–14 MB further above
+  the prediction than the same fp32 row, whatever the model's size (0.8M to 124M parameters), and that is not
+  tensors: after the same tiny warm-up fit a bf16 process already stands 14–15 MB higher than an fp32 one (the
+  JSON's `baseline`: 468–473 vs 454–458 MB). oneDNN runs bf16 matmuls on AMX here and keeps per-process state that
+  grows with each new matmul shape (most likely its JIT-compiled kernels, its primitive cache and the kernel code it
+  pages in), not with batch or parameters. Where live tensors are only 30–54 MB (nano, batch 32, bf16-mixed) that is
+  −18%, the two rows that miss 15%. The model gets no term for it: a CPU runtime's per-process constant is no memory
+  a GPU plan needs, and a constant fitted to this table would be a fudge. On an AMD EPYC (AVX2: no AMX or
+  AVX512-BF16, so torch does not send bf16 matmuls to oneDNN; `ONEDNN_VERBOSE=all` prints nothing) all 15 rows
+  measured there (nano, micro) are within −3%…+13% in the mmap column, bf16-mixed included (second table, at the
+  end), and torch's own allocator (torch.profiler, `profile_memory=True`) peaks at 179.2 MB for nano 128 × 64
+  bf16-mixed: 179.8 MB measured, 174.0 predicted.
 - **Under glibc's default allocator the prediction is 2–68% below the measured peak**: within 12% for the GPT-2
   124M shape, where weights and optimizer state (allocated once) dominate, but far off for the small shapes, whose
   peak is activations, and it hides most of what checkpointing saves: glibc's mmap threshold rises to the size of
   the largest block freed (up to 32 MB), so from the second step on the mid-size activation tensors come from a
-  heap that glibc keeps. On CPU, a run that needs the memory model's numbers (or checkpointing's
-  savings) should start with `MALLOC_MMAP_THRESHOLD_=65536` (speed cost not measured on this busy machine). GPU
-  runs use PyTorch's caching allocator instead, which the planner covers with its 10% margin (not measured here).
+  heap that glibc keeps. `MALLOC_MMAP_THRESHOLD_=65536` makes the resident set follow the live tensors at 1.58×
+  the training time on an idle machine (mmap_threshold_2026-12-02.md: each freed page goes back to the kernel and
+  is faulted in again the next step), so it is not the default; a run that needs the memory model's numbers (or
+  checkpointing's savings) on CPU can set it. GPU runs use PyTorch's caching allocator instead, which the planner
+  covers with its 10% margin (not measured here).
 - **Checkpointing's drop in peak memory** (full vs none, same batch): see the none/full pairs; e.g. nano batch 128
   fp32 288.8 → 108.1 MB and micro batch 16 fp32 763.7 → 292.3 MB with the pinned threshold (−63%, −62%), but only
   −11% and −32% under glibc's default. Gradients with and without are equal to 1e-6
@@ -209,6 +221,19 @@ copy of the logits; ours fits micro-batch 4.
 tokens/s per GPU = peak × MFU ÷ (6N + 12·L·h·s). Given each run's own MFU it reproduces the published throughput
 within 10% (table above); at the planner's default 52% for A100 (litgpt's figure) TinyLlama comes out 7.5% low,
 because TinyLlama's own README reports 56% for the same 24k tokens/s.
+"""
+
+
+HOST2_NOTES = """These rows come from a re-run of this script that got another machine (the table above was measured on
+the Intel host in the morning); on AVX2 bf16-mixed trains 5–7× slower than fp32, and the re-run was stopped at the
+session's deadline (`--from-log` turned its progress lines into the JSON):
+
+    MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --raw /tmp/m.json \\
+        --out /dev/null > /tmp/mmap.log      # stopped early
+    .venv/bin/python experiments/bench_memory.py --from-log /tmp/mmap.log \\
+        --raw experiments/results/memory_model_2026-12-02_epyc_mmap.json
+    .venv/bin/python experiments/bench_memory.py --report --before /tmp/memory_before.py \\
+        --host2 experiments/results/memory_model_2026-12-02_epyc
 """
 
 
@@ -274,6 +299,28 @@ def render(raw: dict, exact: list[dict] | None = None, before=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def second_host(prefix: str) -> str:
+    """The rows measured on another machine (``--from-log`` of a run stopped early): the same predictions."""
+    from scratchllm.model import ModelConfig
+
+    runs = {col: json.loads(Path(f"{prefix}{suffix}.json").read_text()) for col, suffix in
+            (("glibc", ""), ("mmap", "_mmap")) if Path(f"{prefix}{suffix}.json").is_file()}
+    key = lambda r: (r["shape"], r["batch"], r["precision"], r["checkpointing"])  # noqa: E731
+    by = {col: {key(r): r["measured"] for r in run["rows"]} for col, run in runs.items()}
+    m = next(iter(runs.values()))["machine"]
+    lines = ["", f"## The same rows on a second host: {m['cpu']}, {m['cores']} cores, torch {m['torch']}", "",
+             "| shape | batch × context | precision | checkpointing | predicted MB | measured MB (glibc default) | "
+             "error | measured MB (mmap threshold 64 KiB) | error |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    order = lambda k: (list(SHAPES).index(k[0]), k[1], PRECISIONS.index(k[2]), CHECKPOINTING.index(k[3]))  # noqa: E731
+    for k in sorted(set().union(*by.values()), key=order):
+        p = predicted(k[0], k[1], k[3], k[2])["total"]
+        cells = [f"{by[c][k] / MB:,.1f} | {p / by[c][k] - 1:+.0%}" if k in by.get(c, {}) else "– | –"
+                 for c in ("glibc", "mmap")]
+        ctx = ModelConfig(**SHAPES[k[0]][0]).context_length
+        lines.append(f"| {k[0]} | {k[1]} × {ctx} | {k[2]} | {k[3]} | {p / MB:,.1f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n\n" + HOST2_NOTES
+
+
 def time_rows() -> list[dict]:
     """The time model (tokens/s = peak × MFU ÷ FLOPs per token, per GPU) against published runs, each given its
     own MFU."""
@@ -312,7 +359,12 @@ def main() -> None:
     parser.add_argument("--raw", default=str(RESULTS / "memory_model_2026-12-02.json"))
     parser.add_argument("--out", default=str(RESULTS / "memory_model_2026-12-02.md"))
     parser.add_argument("--before", help="an older planning/memory.py, for a before-the-change column")
+    parser.add_argument("--from-log", help="write --raw from a stopped run's progress lines (this machine's label)")
+    parser.add_argument("--host2", help="a second host's rows: <prefix>.json (glibc) and <prefix>_mmap.json")
     args = parser.parse_args()
+    if args.from_log:
+        Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows_from_log(args.from_log)}, indent=1))
+        return
     if args.child:
         shape, batch, ckpt, precision = args.child
         print(json.dumps(child(shape, int(batch), ckpt, precision)))
@@ -334,6 +386,8 @@ def main() -> None:
     raw = json.loads(Path(args.raw).read_text())
     exact = json.loads(exact_file.read_text())["rows"] if exact_file.is_file() else None
     text = render(raw, exact, before_model(args.before))
+    if args.host2:
+        text += second_host(args.host2)
     Path(args.out).write_text(text)
     print(text)
 

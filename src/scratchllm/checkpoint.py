@@ -132,11 +132,13 @@ def remove_stale_temporaries(path: Path) -> None:
     whose writer ran on this host and is gone, so a save in progress (another process, another node) is kept."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         host, _, pid = tmp.name[len(path.name) + 2:-len(".tmp")].rpartition(".")[0].rpartition(".")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a leftover file's writer may be another user's process:
+    counted alive, so its file is kept)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -162,7 +164,7 @@ def save(checkpoint: dict[str, Any], path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         # torch.save turns a failed write into RuntimeError('unexpected pos …'); the OSError is its __context__
@@ -175,7 +177,8 @@ def save(checkpoint: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry, not only the file's data, must reach the disk)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # e.g. a platform without directory file descriptors

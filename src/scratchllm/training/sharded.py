@@ -97,7 +97,7 @@ def _swap(new: Path, path: Path) -> None:
         old = _sibling(path, _TAG + "-old")
         os.replace(path, old)
     os.replace(new, path)
-    ckpt_lib._fsync_dir(path.parent)
+    ckpt_lib.fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
@@ -107,7 +107,7 @@ def _remove_stale(path: Path) -> None:
     for tmp in path.parent.glob(f".{path.name}.{_TAG}*.*"):
         _, _, rest = tmp.name[len(path.name) + 2:].partition(".")
         host, _, pid = rest.rpartition(".")[0].rpartition(".")
-        if host == socket.gethostname() and pid.isdigit() and not ckpt_lib._alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not ckpt_lib.process_alive(int(pid)):
             remove(tmp)
 
 

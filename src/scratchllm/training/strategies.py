@@ -144,6 +144,18 @@ def sampling_model(trainer: Any, module: Any) -> nn.Module | None:
     return plain.to(strategy.root_device)
 
 
+def close_process_group() -> None:
+    """End a distributed run's process group: a barrier (no rank leaves while another still talks to it), then
+    ``destroy_process_group``. Lightning leaves a gloo group to the interpreter's exit, where the teardown of its
+    threads can race between ranks (seen: a rank that had finished died with "terminate called without an active
+    exception", failing the launch). Nothing to do without a group (one device, or ``ddp_spawn``'s parent)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def fsdp(sharding_strategy: str = "FULL_SHARD", activation_checkpointing: bool = False, cpu: bool = False,
          state_dict_type: str = "sharded", **kwargs) -> FSDPStrategy:
     """FSDP with one transformer ``Block`` per unit: each block's parameters are gathered just before it runs and
