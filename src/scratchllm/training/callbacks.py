@@ -1,12 +1,18 @@
-"""Callbacks: tokens/s and tokens seen, and a progress bar that counts optimizer steps up to ``max_steps``."""
+"""Callbacks: tokens/s and tokens seen, the fit's totals for result.json, and a progress bar that counts
+optimizer steps up to ``max_steps``; and a CSV logger that survives ``ddp_spawn`` (``logger=csv``)."""
 
 from __future__ import annotations
 
+import csv
 import time
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
 def log_this_step(trainer: L.Trainer) -> bool:
@@ -82,6 +88,49 @@ class Throughput(L.Callback):
         self.curve = list(state_dict.get("curve", []))
 
 
+class FitResults(L.Callback):
+    """The fit's totals (optimizer steps; tokens seen, training seconds and the curve from ``Throughput``) put
+    into ``trainer.callback_metrics`` when the fit ends, for ``run.train`` to read back with ``FitResults.read``.
+
+    Why there: under ``ddp_spawn`` (``trainer=ddp_sim``) the fit runs in child processes, and ``callback_metrics``
+    is all Lightning ships back from rank 0 to the parent; the parent's own trainer stays at ``global_step == 0``
+    and its callbacks see nothing. Estimating the step from a token count is wrong for variable-length batches
+    (fine-tuning: a 2-step SFT run reported 1), so the real values travel instead. In-process runs take the
+    same path, so result.json is built one way. Added by ``run.train`` itself, whatever ``callbacks=`` says.
+    """
+
+    PREFIX = "fit/"
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics  # Lightning's own dict: what it sends back from a spawned rank 0
+        metrics[self.PREFIX + "global_step"] = torch.tensor(trainer.global_step)
+        for callback in trainer.callbacks:
+            if isinstance(callback, Throughput):
+                # int64, not the logged float32 (exact past 2**24 tokens); the curve as an (n, 4) tensor: a plain
+                # tensor is what the transfer's ``torch.load(weights_only=True)`` surely takes
+                metrics[self.PREFIX + "tokens_seen"] = torch.tensor(callback.tokens_seen, dtype=torch.int64)
+                metrics[self.PREFIX + "train_seconds"] = torch.tensor(callback.train_seconds, dtype=torch.float64)
+                metrics[self.PREFIX + "curve"] = torch.tensor(
+                    [[p["step"], p["tokens_seen"], p["train_seconds"], p["val_loss"]] for p in callback.curve],
+                    dtype=torch.float64).reshape(-1, 4)
+
+    @classmethod
+    def read(cls, trainer: L.Trainer) -> dict[str, Any]:
+        """The values ``on_fit_end`` left (none when no fit ran): ``global_step``, ``tokens_seen``,
+        ``train_seconds`` and ``curve`` (a list of ``{step, tokens_seen, train_seconds, val_loss}``)."""
+        metrics = trainer.callback_metrics
+        out: dict[str, Any] = {}
+        for key in ("global_step", "tokens_seen"):
+            if cls.PREFIX + key in metrics:
+                out[key] = int(metrics[cls.PREFIX + key])
+        if cls.PREFIX + "train_seconds" in metrics:
+            out["train_seconds"] = float(metrics[cls.PREFIX + "train_seconds"])
+        if cls.PREFIX + "curve" in metrics:
+            out["curve"] = [{"step": int(s), "tokens_seen": int(t), "train_seconds": round(float(sec), 2),
+                             "val_loss": round(float(v), 4)} for s, t, sec, v in metrics[cls.PREFIX + "curve"].tolist()]
+        return out
+
+
 class StepProgressBar(TQDMProgressBar):
     """The training bar runs to ``max_steps`` (streamed data has no epoch length) and hides ``v_num``."""
 
@@ -120,3 +169,32 @@ class StepProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class _HeaderMergingWriter(ExperimentWriter):
+    """Lightning's CSV writer, whose header rewrite keeps the columns already in the file.
+
+    Lightning rewrites ``metrics.csv`` under the keys *this writer object* has seen. Under ``ddp_spawn``
+    (``trainer=ddp_sim``) the fit's rows are written by a child process; the validation after ``fit`` runs in a new
+    child whose writer (a copy of the parent's) has seen none of them, so it rewrote the file with only the
+    validation's columns and the fit's rows failed: "dict contains fields not in fieldnames" (whenever the fit
+    wrote rows, e.g. ``trainer.log_every_n_steps=1``). Lightning's ``save`` passes ``self.metrics_keys``."""
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            in_file = csv.DictReader(file).fieldnames or []
+        # the merged header is also the one the rows appended next are written under (``save`` reads it here)
+        self.metrics_keys[:] = sorted(set(fieldnames) | set(in_file))
+        super()._rewrite_with_new_header(self.metrics_keys)
+
+
+class CSVLogger(_LightningCSVLogger):
+    """``lightning.pytorch.loggers.CSVLogger`` with ``_HeaderMergingWriter`` (``conf/logger/csv.yaml``)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:  # as Lightning's property, with the writer above
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _HeaderMergingWriter(log_dir=self.log_dir)
+        return self._experiment

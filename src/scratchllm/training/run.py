@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from scratchllm.errors import CheckpointError, ConfigError
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training import auto
-from scratchllm.training.callbacks import Throughput
+from scratchllm.training.callbacks import FitResults
 from scratchllm.training.checkpoint_io import SafeCheckpointIO
 from scratchllm.threads import apply_threads
 from scratchllm.training.module import GPTLitModule
@@ -185,7 +185,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
              f"{report.non_embedding:,}")
 
     loggers = _instantiate_dict(cfg.get("logger"))
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    # FitResults: the fit's real step count etc. for result.json, also from ddp_spawn's child processes
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), FitResults()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      plugins=[SafeCheckpointIO()])
     hparams = _hparams_for_logging(cfg, model_config, tokenizer.name)
@@ -211,24 +212,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                   f"trainer.max_steps={cfg.trainer.max_steps}; to train on, raise it (e.g. "
                   f"trainer.max_steps={module.restored_step + cfg.trainer.max_steps})", file=sys.stderr, flush=True)
     result["fit_seconds"] = round(time.perf_counter() - fit_start, 2)
-    result["global_step"] = trainer.global_step
-    seen = trainer.callback_metrics.get("train/tokens_seen")
-    spawned = seen is not None and trainer.global_step == 0  # ddp_spawn: only callback_metrics come back here
-    if seen is not None:
-        result["tokens_seen"] = int(seen)
-        if spawned:
-            per_step = datamodule.batch_size * datamodule.context_length * trainer.world_size
-            result["global_step"] = int(seen) // (per_step * trainer.accumulate_grad_batches)
-
-    for callback in trainer.callbacks:
-        if isinstance(callback, Throughput):
-            seconds = trainer.callback_metrics.get("time/train_seconds") if spawned else callback.train_seconds
-            result["train_seconds"] = round(float(seconds or 0.0), 2)
-            if callback.curve:
-                result["curve"] = callback.curve  # validation loss against training time (time-to-quality)
-            if result["train_seconds"] > 0 and "tokens_seen" in result:
-                # both totals carry over a resume, so this is the run's whole average (validation excluded)
-                result["tokens_per_s"] = round(result["tokens_seen"] / result["train_seconds"])
+    # from FitResults, not this process's trainer: under ddp_spawn the fit ran in child processes (the step count
+    # was once estimated here from tokens, wrong for variable-length fine-tuning batches)
+    fit = FitResults.read(trainer)
+    result["global_step"] = fit.get("global_step", trainer.global_step)
+    if "tokens_seen" in fit:
+        result["tokens_seen"] = fit["tokens_seen"]
+    if "train_seconds" in fit:
+        result["train_seconds"] = round(fit["train_seconds"], 2)
+        if fit["curve"]:
+            result["curve"] = fit["curve"]  # validation loss against training time (time-to-quality)
+        if result["train_seconds"] > 0:
+            # both totals carry over a resume, so this is the run's whole average (validation excluded)
+            result["tokens_per_s"] = round(result["tokens_seen"] / result["train_seconds"])
 
     if cfg.get("validate", True) and not trainer.fast_dev_run:
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)

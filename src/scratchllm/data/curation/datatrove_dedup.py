@@ -45,6 +45,20 @@ def doc_priority(doc: DTDocument) -> int:
     return 65535 - int(doc.metadata["rank"])
 
 
+
+def _timed(items, seen, clock: list[float]):
+    """Yield ``items``, calling ``seen`` on each and adding the time spent pulling them to ``clock[0]``: around a
+    datatrove step, the time pulled from its output minus the time pulled from its input is the step's own."""
+    it = iter(items)
+    while True:
+        t0 = time.perf_counter()
+        doc = next(it, None)
+        clock[0] += time.perf_counter() - t0
+        if doc is None:
+            return
+        seen(doc)
+        yield doc
+
 class ExactSignatures(ExactDedupSignature):
     """datatrove's exact stage 1, passing the documents on (so MinHash signatures are computed in the same pass)."""
 
@@ -200,30 +214,10 @@ class ExactFilter(ExactDedupFilter):
         books = _Books(self, rank)  # type: ignore[arg-type]
         self.exclusion_writer = _RemovalLog(books, self.stage, "exact_duplicate", "identical normalised text")
 
-        upstream = 0.0
-
-        def counted():
-            nonlocal upstream
-            it = iter(data)
-            while True:
-                t0 = time.perf_counter()
-                doc = next(it, None)
-                upstream += time.perf_counter() - t0
-                if doc is None:
-                    return
-                books.count_in(doc)
-                yield doc
-
-        it, total = super().run(counted(), rank, world_size), 0.0
-        while True:
-            t0 = time.perf_counter()
-            doc = next(it, None)
-            total += time.perf_counter() - t0
-            if doc is None:
-                break
-            books.count_out(doc)
-            yield doc
-        books.st.seconds = max(0.0, total - upstream)  # this step's own time, not the reading before it
+        upstream, total = [0.0], [0.0]
+        inner = super().run(_timed(data, books.count_in, upstream), rank, world_size)
+        yield from _timed(inner, books.count_out, total)
+        books.st.seconds = max(0.0, total[0] - upstream[0])  # this step's own time, not the reading before it
         books.close()
 
 
