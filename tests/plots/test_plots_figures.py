@@ -107,3 +107,19 @@ def test_token_probabilities_are_the_models(tmp_path: Path) -> None:
     np.testing.assert_allclose(heights, np.nan_to_num(expected), rtol=1e-5)
     np.testing.assert_allclose([b.get_height() for b in fig.axes[1].patches][1:], -np.log2(expected[1:]), rtol=1e-5)
     assert png_size(figures.save(fig, tmp_path / "tok.png")) == (900, 400)
+
+
+def test_positions_figure_reads_a_quantized_table():
+    """A quantized file's learned position table is int8 rows: the figure looks the rows up (dequantised) and
+    shows the same similarities as the float table, to int8's rounding."""
+    from scratchllm.quantization import QuantConfig, quantize_model
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**TINY))
+    _, floats = figures.positions_figure(model, 8, 4)
+    quantize_model(model, QuantConfig(method="int8"))
+    assert type(model.pos_emb).__name__ == "QuantizedEmbedding"
+    _, quantized = figures.positions_figure(model, 8, 4)
+    assert quantized["kind"] == "learned"
+    np.testing.assert_allclose(quantized["similarity"], floats["similarity"], atol=0.02)
+    np.testing.assert_allclose(quantized["dims"], floats["dims"], atol=0.01)

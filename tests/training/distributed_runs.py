@@ -14,7 +14,10 @@ from tests.training.conftest import FAST
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 # 4 optimizer steps, validated at 2 and 4, no end-of-run sample (run.py samples from the unsharded model)
-TINY = [*FAST, "trainer.max_steps=4", "trainer.val_check_interval=2", "sample.max_new_tokens=0", "threads=1"]
+# fp32 named: the DDP reference and the sharded runs must compute alike on every machine (auto would pick
+# bf16-mixed on an AMX CPU, where Lightning's FSDP plugin casts the weights themselves to bf16)
+TINY = [*FAST, "trainer.max_steps=4", "trainer.val_check_interval=2", "sample.max_new_tokens=0", "threads=1",
+        "precision=32-true"]
 
 
 def free_port() -> int:

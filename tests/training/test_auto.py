@@ -36,7 +36,8 @@ def test_explicit_precision_is_kept():
     assert auto.decide_precision("16-mixed", "cpu", flags=OLD).value == "16-mixed"
 
 
-def test_compile_auto_needs_a_compiler_and_a_long_run():
+def test_compile_auto_needs_a_compiler_and_a_long_run(monkeypatch):
+    monkeypatch.setattr(auto, "cpu_flags", lambda: AMX)
     assert auto.decide_compile("auto", "cpu", 3000, 1000, compiler=CXX).value is True
     short = auto.decide_compile("auto", "cpu", 20, 1000, compiler=CXX)
     assert short.value is False and "compile_min_steps" in short.reason
@@ -48,8 +49,12 @@ def test_compile_auto_needs_a_compiler_and_a_long_run():
     assert auto.decide_compile(False, "cpu", 5000, 1000, compiler=CXX).value is False
 
 
-def test_compile_auto_stays_eager_for_fp32_on_cpu():
+def test_compile_auto_stays_eager_for_fp32_on_cpu(monkeypatch):
     """fp32 on CPU: the matmuls already run near the fp32 ceiling; compiling measured 0.98-1.09x (not paid back)."""
+    monkeypatch.setattr(auto, "cpu_flags", lambda: OLD)
+    emulated = auto.decide_compile("auto", "cpu", 3000, 1000, compiler=CXX, precision="bf16-mixed")
+    assert emulated.value is False, "bf16 named on a CPU without native bf16: emulated matmuls, no compile"
+    monkeypatch.setattr(auto, "cpu_flags", lambda: AMX)
     fp32 = auto.decide_compile("auto", "cpu", 3000, 1000, compiler=CXX, precision="32-true")
     assert fp32.value is False and "precision=32-true" in fp32.reason and "eager" in fp32.reason
     assert auto.decide_compile("auto", "cpu", 3000, 1000, compiler=CXX, precision="bf16-mixed").value is True

@@ -101,7 +101,9 @@ def positions_figure(model: torch.nn.Module, width: int, height: int) -> tuple[F
     fig = new_figure(width, height)
     left, right = fig.subplots(1, 2)
     if model.pos_emb is not None:
-        emb = model.pos_emb.weight.detach().float()
+        # looked up rather than read as .weight: a quantized file's table is int8 rows (quantization/model.py)
+        with torch.no_grad():
+            emb = model.pos_emb(torch.arange(cfg.context_length)).float()
         unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
         similarity = (unit @ unit.T).numpy()
         image = left.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1)

@@ -129,9 +129,10 @@ def decide_compile(requested: Any, kind: str, max_steps: int, min_steps: int,
     if max_steps < min_steps:
         return Decision("compile", False, f"{max_steps} steps < compile_min_steps={min_steps}: the compile "
                                           f"(tens of seconds) would not be paid back")
-    if kind == "cpu" and "bf16" not in str(precision):
-        return Decision("compile", False, f"precision={precision} on CPU: the fp32 matmuls are the step and "
-                                          f"compiling measured 0.98-1.09x for ~55 s of compile; running eager")
+    if kind == "cpu" and not ("bf16" in str(precision) and fast_bf16(kind)[0]):
+        return Decision("compile", False, f"precision={precision} on this CPU: the matmuls are the step (fp32, or "
+                                          f"emulated bf16) and compiling measured 0.98-1.09x for ~55 s of compile; "
+                                          f"running eager")
     return Decision("compile", True, f"{max_steps} steps ≥ compile_min_steps={min_steps}, {why}")
 
 
