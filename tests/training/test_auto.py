@@ -106,6 +106,20 @@ def test_resolve_rewrites_the_config_so_no_auto_is_left(monkeypatch):
     assert all(d.line().startswith(d.name + "=") for d in decisions)
 
 
+def test_fsdp_on_cpu_stays_fp32(monkeypatch):
+    """Lightning's FSDP bf16 on CPU is bf16 in every op (no CPU autocast): auto keeps such a run in fp32."""
+    monkeypatch.setattr(auto, "cxx_compiler", lambda env=None: CXX)
+    monkeypatch.setattr(auto, "cpu_flags", lambda: AMX)
+    cfg = OmegaConf.create({"trainer": {"accelerator": "cpu", "precision": "auto", "max_steps": 3000,
+                                        "strategy": {"_target_": "scratchllm.training.strategies.fsdp"}},
+                            "compile": "auto", "compile_min_steps": 1000, "model": {"attention": "auto"}})
+    decisions = auto.resolve(cfg)
+    assert decisions[0].value == "32-true" and "FSDP" in decisions[0].reason
+    assert decisions[1].value is False  # fp32 on CPU: no compile
+    cfg.trainer.precision = "bf16-mixed"  # named: kept
+    assert auto.resolve(cfg)[0].value == "bf16-mixed"
+
+
 def test_model_config_outside_training_reads_auto_as_sdpa():
     assert ModelConfig(attention="auto", vocab_size=65, n_layer=1, n_head=1, n_embd=8).attention == "sdpa"
 

@@ -163,6 +163,13 @@ def resolve(cfg: Any) -> list[Decision]:
 
     kind = device_kind(cfg.trainer.get("accelerator"))
     precision = decide_precision(cfg.trainer.get("precision"), kind)
+    strategy = cfg.trainer.get("strategy")
+    target = str(strategy.get("_target_", "")) if hasattr(strategy, "get") else str(strategy or "")
+    if precision.reason != "as configured" and kind == "cpu" and target.endswith("fsdp"):
+        # Lightning's FSDP plugin hands bf16 to FSDP's own mixed precision (bf16 parameters in every op) and
+        # autocasts only on CUDA: on CPU norms and softmax would run in bf16 too, unlike every other CPU run
+        precision = Decision("precision", "32-true", "FSDP on CPU would compute everything in bf16 (Lightning "
+                                                     "autocasts only on CUDA); fp32 keeps it equal to a DDP run")
     requested_steps = cfg.trainer.get("max_steps")
     # compile=auto weighs the compile against the run's length; an auto length is the compiled one (FAST_STEPS)
     steps_if_compiled = FAST_STEPS if str(requested_steps) == AUTO else int(requested_steps or 0)
