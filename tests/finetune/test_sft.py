@@ -146,3 +146,17 @@ def test_lora_recipe_trains_only_the_adapter_and_saves_it_alone(start_ckpt: Path
 
     for_generation, _ = load_for_generation(result["last_checkpoint"])
     torch.testing.assert_close(for_generation(ids)[0], run_model(ids)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_init_from_run_uses_this_runs_attention(start_ckpt: Path, tmp_path: Path) -> None:
+    """The attention path is the fine-tuning run's choice (what auto picks, or named), not the starting model's:
+    it holds no weights, and a compiled CPU run wants the explicit one."""
+    import torch
+
+    train = run("-m", "scratchllm.train", "experiment=sft_plays", f"init_from={start_ckpt}", "model.attention=explicit",
+                "trainer.max_steps=2", "trainer.val_check_interval=2", "data.batch_size=4",
+                "data.builtin.per_play=2", "data.builtin.val_per_play=2", "sample.max_new_tokens=0", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    ckpt = torch.load(next(tmp_path.glob("logs/train/runs/*/checkpoints/last.ckpt")), weights_only=True)
+    assert ckpt["hyper_parameters"]["model"]["attention"] == "explicit"

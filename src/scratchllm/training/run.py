@@ -5,6 +5,7 @@ The entry point (``scratchllm.train``) only composes the config and calls ``trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -162,6 +163,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from scratchllm.finetune.start import grow_to
 
         model_config = grow_to(starting, tokenizer).config  # room for the special tokens the data added
+        # the attention path is this run's choice (auto.resolve), not the starting run's: it holds no weights
+        model_config = dataclasses.replace(model_config, attention=cfg.model.attention)
     else:
         model_config = build_model_config(cfg.model, tokenizer.vocab_size)
     module = GPTLitModule(
