@@ -107,9 +107,14 @@ def cxx_compiler(env_cxx: str | None = None) -> tuple[str | None, str]:
 
 
 # ------------------------------------------------------------------------------------------------ decisions
-def decide_precision(requested: Any, kind: str, **facts: Any) -> Decision:
+def decide_precision(requested: Any, kind: str, fsdp: bool = False, **facts: Any) -> Decision:
     if str(requested) != AUTO:
         return Decision("precision", requested, "as configured")
+    if fsdp and kind == "cpu":
+        # Lightning's FSDP plugin hands bf16 to FSDP's own mixed precision (bf16 parameters in every op) and
+        # autocasts only on CUDA: on CPU norms and softmax would run in bf16 too, unlike every other CPU run
+        return Decision("precision", "32-true", "FSDP on CPU would compute everything in bf16 (Lightning "
+                                                "autocasts only on CUDA); fp32 keeps it equal to a DDP run")
     fast, why = fast_bf16(kind, **facts)
     return Decision("precision", "bf16-mixed" if fast else "32-true", why)
 
@@ -162,14 +167,9 @@ def resolve(cfg: Any) -> list[Decision]:
     from omegaconf import open_dict
 
     kind = device_kind(cfg.trainer.get("accelerator"))
-    precision = decide_precision(cfg.trainer.get("precision"), kind)
     strategy = cfg.trainer.get("strategy")
     target = str(strategy.get("_target_", "")) if hasattr(strategy, "get") else str(strategy or "")
-    if precision.reason != "as configured" and kind == "cpu" and target.endswith("fsdp"):
-        # Lightning's FSDP plugin hands bf16 to FSDP's own mixed precision (bf16 parameters in every op) and
-        # autocasts only on CUDA: on CPU norms and softmax would run in bf16 too, unlike every other CPU run
-        precision = Decision("precision", "32-true", "FSDP on CPU would compute everything in bf16 (Lightning "
-                                                     "autocasts only on CUDA); fp32 keeps it equal to a DDP run")
+    precision = decide_precision(cfg.trainer.get("precision"), kind, fsdp=target.endswith("fsdp"))
     requested_steps = cfg.trainer.get("max_steps")
     # compile=auto weighs the compile against the run's length; an auto length is the compiled one (FAST_STEPS)
     steps_if_compiled = FAST_STEPS if str(requested_steps) == AUTO else int(requested_steps or 0)
