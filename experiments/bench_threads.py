@@ -12,7 +12,7 @@ by side in one run, alternating configurations:
   with the passive policy (what a passive policy alone does beside a busy core);
 
 each in two conditions: ``idle`` and ``busy`` (a pure-Python busy loop on one core, started before and killed after
-each command). Training: ``python -m scratchllm.train`` (defaults: nano, char) for ``--steps`` steps, no
+each command). Training: ``python -m scratchllm.train`` (nano, char, fp32, eager) for ``--steps`` steps, no
 validation, steps/s from result.json's training seconds. Decoding: ``python -m scratchllm.generate`` on a nano
 checkpoint trained first (20 steps, by each version), ``--tokens`` new tokens, tokens/s from its stderr line.
 
@@ -57,9 +57,11 @@ def _busy() -> subprocess.Popen:
 def _train(src: Path, cwd: Path, steps: int, extra: list[str], env: dict[str, str] | None = None) -> float:
     """Steps per second of training (validation and sample off)."""
     run = cwd / f"run-{time.time_ns()}"
+    # precision and compile named: the defaults became `auto` after this benchmark's figures (bf16 + compiled on an
+    # AMX CPU), and both versions must train the same fp32 eager step to compare their threads
     cmd = [PYTHON, "-m", "scratchllm.train", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
            "trainer.limit_val_batches=0", "validate=false", "sample.max_new_tokens=0", f"hydra.run.dir={run}",
-           *extra]
+           "precision=32-true", "compile=false", *extra]
     proc = subprocess.run(cmd, cwd=cwd, env=_env(src, env or {}), capture_output=True, text=True, timeout=1200)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])

@@ -32,6 +32,8 @@ def _error(config: str, *argv: str) -> str:
         (["data.path=books/"], "choose an option that reads it (data=shards, data=text_files, data=tinyshakespeare)"),
         (["+data.path=books/"], "data.path is not a setting of data=shakespeare"),
         (["trainer.max_steps=abc"], "trainer.max_steps=abc: expected an integer or auto (default auto)"),
+        # an interpolation of an auto setting is checked against the kind the setting stands for (no TypeError later)
+        (["scheduler.total_steps=abc"], "scheduler.total_steps=abc: expected an integer (default ${trainer.max_steps})"),
         (["optim.lr=fast"], "optim.lr=fast: expected a number"),
         (["compile=maybe"], "compile=maybe: expected true or false"),
         (["data=text_files"], "data.path must be set (needed by data=text_files)"),

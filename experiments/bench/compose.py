@@ -95,3 +95,19 @@ def compose_job_config(job: Job, run_dir: Path) -> DictConfig:
     HydraConfig().set_config(cfg)
     GlobalHydra.instance().clear()
     return cfg
+
+
+def auto_defaults(device: str) -> dict[str, object]:
+    """What the default training command resolves ``precision``/``compile``/``model.attention=auto`` to on this
+    device (training/auto.py, on conf/train.yaml's own defaults: its ``auto`` length and ``compile_min_steps``),
+    with the optimizer its ``optim.fused: null`` picks."""
+    from scratchllm.training import auto
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=gpu"] if device == "cuda" else [])
+    GlobalHydra.instance().clear()
+    decisions = {d.name: d for d in auto.resolve(cfg)}
+    return {"precision": decisions["precision"].value, "compile": bool(decisions["compile"].value),
+            "attention": decisions["model.attention"].value, "optimizer": "fused" if device == "cuda" else "foreach",
+            "reasons": [d.line() for d in decisions.values()]}

@@ -191,6 +191,25 @@ def speedup_checks(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+# "Fast by default": the auto defaults' tokens/s ≥ 3.0× eager fp32 on micro, in one run.
+TARGET_AUTO_SPEEDUP = 3.0
+
+
+def auto_checks(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> list[str]:
+    """The ``--auto`` run's line per model and loop: the auto configuration's speed-up over eager fp32."""
+    out = []
+    for row in rows:
+        j = row["job"]
+        if (j.precision, j.compile, j.attention, j.optimizer) != (chosen["precision"], chosen["compile"],
+                                                                    chosen["attention"], chosen["optimizer"]):
+            continue
+        target = f" (target ≥ {TARGET_AUTO_SPEEDUP}×) → {'met' if row['speedup'] >= TARGET_AUTO_SPEEDUP else 'NOT met'}"
+        out.append(f"- auto defaults on {j.model} ({row['loop']} loop): {j.precision}, compile "
+                   f"{'on' if j.compile else 'off'}, attention {j.attention}: {row['tokens_per_s']:,.0f} tokens/s = "
+                   f"{row['speedup']:.2f}× eager fp32" + (target if j.model == "micro" else ""))
+    return out
+
+
 def ceilings_table(c: Ceilings) -> str:
     return "\n".join([
         "| ceiling | size | value |",

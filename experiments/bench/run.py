@@ -30,6 +30,12 @@ The overhead target alone, repeated (~10 min)::
     python experiments/bench/run.py --models micro --precisions 32-true --compile off --optimizers foreach \
         --repeats 5 --tag overhead
 
+The auto defaults against eager fp32 (the "fast by default" target: ≥ 3.0× on micro), two configurations
+alternating in one run — what ``precision=auto compile=auto model.attention=auto`` resolve to on this device, and
+32-true / eager / SDPA::
+
+    python experiments/bench/run.py --models micro --auto --loops lightning --repeats 3 --tag auto
+
 Smoke run (about a minute): ``python experiments/bench/run.py --quick``. Add ``--profile`` to write a cProfile of
 each measured window next to the results (it slows the runs it profiles). Results:
 ``experiments/results/bench_<date>[_<tag>].{md,csv}``, with the machine, versions and this command.
@@ -91,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--tag", default=None, help="suffix of the result files (default: 'quick' with --quick)")
+    p.add_argument("--auto", action="store_true",
+                   help="only two configurations, alternating: what the auto defaults pick on this device "
+                        "(training/auto.py) and eager fp32 with SDPA (replaces --precisions/--compile/--optimizers/"
+                        "--attention)")
     args = p.parse_args(argv)
     for name, low in (("steps", 1), ("warmup", 0), ("repeats", 1), ("batch", 1), ("context", 1), ("threads", 1)):
         value = getattr(args, name)
@@ -155,12 +165,32 @@ def describe(job: Job) -> str:
             f"{job.attention} {job.loop}" + (f" #{job.repeat + 1}" if job.repeat else ""))
 
 
+def auto_plan(args: argparse.Namespace, common: dict) -> tuple[list[Job], dict]:
+    """``--auto``: eager fp32 and the auto defaults' configuration, alternating job by job (same loops, repeats)."""
+    from bench.compose import auto_defaults
+
+    chosen = auto_defaults(args.device)
+    optimizer = str(chosen["optimizer"])
+    reference = build_plan(args.models, ["32-true"], ["off"], [optimizer], args.loops, attentions=["sdpa"], **common)
+    picked = build_plan(args.models, [str(chosen["precision"])], ["on" if chosen["compile"] else "off"], [optimizer],
+                        args.loops, attentions=[str(chosen["attention"])], **common)
+    if picked == reference:  # auto picks eager fp32 here (no native bf16): one configuration
+        return reference, chosen
+    return [job for pair in zip(reference, picked) for job in pair], chosen
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    jobs = build_plan(args.models, args.precisions, args.compile_modes, args.optimizers, args.loops,
-                      attentions=args.attentions, repeats=args.repeats, batch=args.batch, steps=args.steps, warmup=args.warmup,
-                      context=args.context, data=args.data, device=args.device, threads=args.threads,
-                      cache_dir=args.cache_dir, profile=args.profile)
+    common = dict(repeats=args.repeats, batch=args.batch, steps=args.steps, warmup=args.warmup, context=args.context,
+                  data=args.data, device=args.device, threads=args.threads, cache_dir=args.cache_dir,
+                  profile=args.profile)
+    chosen = None
+    if args.auto:
+        jobs, chosen = auto_plan(args, common)
+        print("auto defaults here: " + "; ".join(chosen["reasons"]), file=sys.stderr, flush=True)
+    else:
+        jobs = build_plan(args.models, args.precisions, args.compile_modes, args.optimizers, args.loops,
+                          attentions=args.attentions, **common)
     if args.dry_run:
         for i, job in enumerate(jobs, 1):
             print(f"{i:3d}  {describe(job)}  steps={job.warmup}+{job.steps}")
@@ -248,6 +278,9 @@ def main(argv: list[str] | None = None) -> Path:
     if speedups:
         lines += ["", "## Speed-up over eager fp32 (same model, batch and loop)", "",
                   report.speedup_table(speedups), "", *report.speedup_checks(speedups)]
+    if chosen is not None:
+        lines += ["", "## The auto defaults", "", *[f"- {line}" for line in chosen["reasons"]], "",
+                  *report.auto_checks(speedups, chosen)]
     errors = report.errors(runs)
     if errors:
         lines += ["", "## Failed runs", "", *errors]

@@ -200,6 +200,10 @@ class _Checker:
                 if new == "auto":
                     continue
                 kind = _AUTO_KEYS[o.key_or_group]  # the default may be `auto`: check against the kind it stands for
+            elif old == "auto":  # an interpolation of an auto setting (scheduler.total_steps: ${trainer.max_steps})
+                source = _interpolated_key(base, o.key_or_group)
+                kind = _AUTO_KEYS.get(source, old)
+                old = f"${{{source}}}" if source else old
             expected = _expected_type(kind, new)
             if expected:
                 or_auto = " or auto" if o.key_or_group in _AUTO_KEYS else ""
@@ -261,6 +265,17 @@ def _belongs_elsewhere(key: str, value: str, group: str, choice: Any, others: li
 
 # settings that also take ``auto`` (resolved at start by training/auto.py), with a value of the kind they stand for
 _AUTO_KEYS = {"compile": False, "trainer.max_steps": 1500}
+
+
+def _interpolated_key(conf: DictConfig, key: str) -> str | None:
+    """``trainer.max_steps`` when ``key``'s raw value is ``${trainer.max_steps}``; else None."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(conf, parent_key, default=None) if parent_key else conf
+    if not isinstance(parent, DictConfig):
+        return None
+    raw = OmegaConf.to_container(parent, resolve=False).get(leaf)
+    match = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return match.group(1) if match else None
 
 
 def _expected_type(old: Any, new: Any) -> str | None:

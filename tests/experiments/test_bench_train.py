@@ -138,6 +138,29 @@ def test_plan_alternates_loops_within_each_configuration():
     assert Job.from_json(jobs[0].to_json()) == jobs[0]
 
 
+@pytest.mark.parametrize("flags, picked", [
+    (frozenset({"amx_bf16"}), ("bf16-mixed", True, "explicit")),  # the fast path: two configurations alternate
+    (frozenset({"avx2"}), None),  # no native bf16: auto is eager fp32, one configuration
+])
+def test_auto_plan_pairs_the_defaults_with_eager_fp32(monkeypatch, flags, picked):
+    from bench import run
+    from scratchllm.training import auto
+
+    monkeypatch.setattr(auto, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(auto, "cxx_compiler", lambda env=None: ("/usr/bin/c++", "C++ compiler /usr/bin/c++"))
+    args = run.parse_args(["--models", "micro", "--auto", "--loops", "lightning", "--repeats", "2", "--device", "cpu"])
+    jobs, chosen = run.auto_plan(args, dict(repeats=2, device="cpu"))
+    keys = [(j.precision, j.compile, j.attention) for j in jobs]
+    if picked is None:
+        assert keys == [("32-true", False, "sdpa")] * 2 and chosen["precision"] == "32-true"
+        return
+    assert keys == [("32-true", False, "sdpa"), picked] * 2  # alternating, job by job
+    rows = report.speedup_rows([_run("lightning", 1000.0),
+                                _run("lightning", 3100.0, precision="bf16-mixed", compile=True, attention="explicit")])
+    (line,) = report.auto_checks(rows, chosen)
+    assert "3.10× eager fp32 (target ≥ 3.0×) → met" in line
+
+
 def test_entry_point_writes_markdown_and_csv(tmp_path):
     """The parent side in-process (ceilings, plan, report), one job in a worker process (the script's own path)."""
     from bench import run

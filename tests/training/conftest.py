@@ -17,8 +17,11 @@ from omegaconf import DictConfig, open_dict
 from scratchllm.paths import config_dir
 
 REPO = Path(__file__).resolve().parents[2]
-# Small and quick everywhere: nano model, short context, few steps, no sample unless a test asks.
+# Small and quick everywhere: nano model, short context, few steps, no sample unless a test asks. fp32 named: the
+# default precision=auto would be bf16-mixed on an AMX / AVX512-BF16 CI machine and fp32 elsewhere, and a test
+# should compute the same on every machine (the auto choices have their own tests: test_auto, test_recipes_smoke).
 FAST = [
+    "precision=32-true",
     "model=nano",
     "model.context_length=32",
     "data.batch_size=8",

@@ -70,6 +70,20 @@ def test_steps_auto_follows_the_path(requested, compiled, expected):
     assert decision.value == expected and decision.name == "trainer.max_steps"
 
 
+def test_steps_auto_keeps_a_resumed_runs_length(monkeypatch):
+    """A resumed run's `auto` is the length its checkpoint was trained towards, whatever this machine would pick
+    (a 3,000-step AMX run resumed on an AVX2 machine must not stop at 1,500, nor its schedule jump)."""
+    decision = auto.decide_steps("auto", False, resumed=3000)
+    assert decision.value == 3000 and "resumed" in decision.reason
+    assert auto.decide_steps(700, False, resumed=3000).value == 700  # a named length wins
+    monkeypatch.setattr(auto, "cxx_compiler", lambda env=None: CXX)
+    monkeypatch.setattr(auto, "cpu_flags", lambda: AMX)
+    cfg = OmegaConf.create({"trainer": {"accelerator": "cpu", "precision": "auto", "max_steps": "auto"},
+                            "compile": "auto", "compile_min_steps": 1000, "model": {"attention": "auto"}})
+    # compile=auto weighs the compile against the resumed length (here too short to pay back)
+    assert [d.value for d in auto.resolve(cfg, resumed_steps=400)] == ["bf16-mixed", False, "sdpa", 400]
+
+
 def test_compiler_probe_reports_a_missing_compiler(monkeypatch):
     auto.cxx_compiler.cache_clear()
     path, why = auto.cxx_compiler("definitely-not-a-compiler-xyz")

@@ -81,9 +81,11 @@ def test_exact_resume_matches_uninterrupted_run(make_cfg):
     mid = full / "checkpoints" / "step4.ckpt"
     assert mid.is_file(), sorted(p.name for p in (full / "checkpoints").iterdir())
 
-    resumed_cfg = make_cfg(*common, f"ckpt_path={mid}", output="resumed")
+    # resumed with the default length (auto): it keeps the checkpoint's 8 steps, so the schedule is the same
+    resumed_cfg = make_cfg(*common, f"ckpt_path={mid}", "trainer.max_steps=auto", output="resumed")
     _run(resumed_cfg)
     resumed = Path(resumed_cfg.paths.output_dir)
+    assert json.loads((resumed / "result.json").read_text())["fast_path"]["trainer.max_steps"] == 8
 
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)

@@ -141,10 +141,14 @@ def decide_compile(requested: Any, kind: str, max_steps: int, min_steps: int,
     return Decision("compile", True, f"{max_steps} steps ≥ compile_min_steps={min_steps}, {why}")
 
 
-def decide_steps(requested: Any, compiled: bool) -> Decision:
-    """``trainer.max_steps=auto``: as many steps as fit the default run's few minutes on this machine's path."""
+def decide_steps(requested: Any, compiled: bool, resumed: int | None = None) -> Decision:
+    """``trainer.max_steps=auto``: as many steps as fit the default run's few minutes on this machine's path; a
+    resumed run keeps the length its checkpoint was trained towards (its schedule was built for it)."""
     if str(requested) != AUTO:
         return Decision("trainer.max_steps", requested, "as configured")
+    if resumed:
+        return Decision("trainer.max_steps", int(resumed), "the resumed checkpoint's run length (its learning-rate "
+                                                           "schedule runs to it)")
     if compiled:
         return Decision("trainer.max_steps", FAST_STEPS, "the compiled fast path trains 3,000 nano steps in "
                                                          "~3 minutes on 2 CPU cores")
@@ -162,8 +166,10 @@ def decide_attention(requested: Any, kind: str, compiled: bool) -> Decision:
     return Decision("model.attention", "sdpa", where)
 
 
-def resolve(cfg: Any) -> list[Decision]:
-    """Resolve every ``auto`` of a training config in place; returns the decisions (printed by the caller)."""
+def resolve(cfg: Any, resumed_steps: int | None = None) -> list[Decision]:
+    """Resolve every ``auto`` of a training config in place; returns the decisions (printed by the caller).
+    ``resumed_steps``: the ``max_steps`` a resumed checkpoint was trained towards (``auto`` keeps it, so a run
+    resumed on another kind of machine does not change length and jump in its schedule)."""
     from omegaconf import open_dict
 
     kind = device_kind(cfg.trainer.get("accelerator"))
@@ -172,10 +178,13 @@ def resolve(cfg: Any) -> list[Decision]:
     precision = decide_precision(cfg.trainer.get("precision"), kind, fsdp=target.endswith("fsdp"))
     requested_steps = cfg.trainer.get("max_steps")
     # compile=auto weighs the compile against the run's length; an auto length is the compiled one (FAST_STEPS)
-    steps_if_compiled = FAST_STEPS if str(requested_steps) == AUTO else int(requested_steps or 0)
+    if str(requested_steps) == AUTO:
+        steps_if_compiled = resumed_steps or FAST_STEPS
+    else:
+        steps_if_compiled = int(requested_steps or 0)
     compiled = decide_compile(cfg.get("compile", False), kind, steps_if_compiled,
                               int(cfg.get("compile_min_steps", 1000)), precision=precision.value)
-    steps = decide_steps(requested_steps, compiled.value)
+    steps = decide_steps(requested_steps, compiled.value, resumed_steps)
     attention = decide_attention(cfg.model.get("attention", "sdpa"), kind, compiled.value)
     with open_dict(cfg):
         cfg.trainer.precision = precision.value

@@ -212,7 +212,9 @@ class GPTLitModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["scratchllm"] = {"micro_batches": self.micro_batches, "best_val_loss": self.best_val_loss}
+        # max_steps: what `trainer.max_steps=auto` resolved to, so a resume keeps the run's length (run.py)
+        checkpoint["scratchllm"] = {"micro_batches": self.micro_batches, "best_val_loss": self.best_val_loss,
+                                    "max_steps": int(self.trainer.max_steps)}
         objective = {"name": getattr(self.objective, "name", type(self.objective).__name__),
                      "config": dict(self.hparams.objective)}
         ckpt_lib.stamp(checkpoint, ckpt_lib.CheckpointMeta(

@@ -54,20 +54,38 @@ def build_model_config(model_cfg: DictConfig, vocab_size: int) -> ModelConfig:
 def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
     """``None`` → ``None`` (a fresh run); ``last`` → the newest ``last.ckpt`` under the log folder; else a
     checkpoint file that must exist (the rule generation uses too, without Lightning)."""
+    return _resume_target(ckpt_path, log_dir)[0]
+
+
+def _resume_target(ckpt_path: str | None, log_dir: str | Path) -> tuple[str | None, int | None]:
+    """The checkpoint to resume from (see ``resolve_ckpt_path``) and the ``max_steps`` it was trained towards
+    (None when it does not say: a checkpoint older than the record)."""
     if ckpt_path in (None, "", "null"):
-        return None
+        return None, None
     from scratchllm import checkpoint
     from scratchllm.training import sharded
 
     path = checkpoint.resolve(ckpt_path, log_dir)
     if sharded.is_sharded(path):  # an FSDP run's folder (state_dict_type=sharded): its metadata file
-        checkpoint.describe(sharded.load_meta(path), path)
+        loaded = sharded.load_meta(path)
     elif not path.is_file():
         raise CheckpointError(f"ckpt_path={ckpt_path} is not a checkpoint file; resume from a .ckpt file or last")
     else:  # a look at its structure: one-line errors before Lightning starts
-        checkpoint.describe(checkpoint.load(path, verify=False, mmap=True), path)
+        loaded = checkpoint.load(path, verify=False, mmap=True)
+    checkpoint.describe(loaded, path)
     log.info("resuming from %s", path)
-    return str(path)
+    return str(path), _recorded_max_steps(loaded)
+
+
+def _recorded_max_steps(loaded: dict[str, Any]) -> int | None:
+    """``trainer.max_steps`` of the run that wrote a checkpoint: recorded by the module, else (older files) the
+    schedule's resolved ``total_steps``."""
+    steps = (loaded.get("scratchllm") or {}).get("max_steps")
+    if steps is None:
+        hparams = loaded.get("hyper_parameters") or {}
+        scheduler = hparams.get("scheduler") if isinstance(hparams, dict) else None
+        steps = scheduler.get("total_steps") if isinstance(scheduler, dict) else None
+    return steps if isinstance(steps, int) and steps > 0 else None
 
 
 def _settings(node: DictConfig) -> dict[str, Any]:
@@ -145,8 +163,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = apply_threads(cfg.get("threads"))
     if threads.threads:
         log.info("torch threads: %d (%s)", threads.threads, threads.reason)
-    # precision / compile / attention / max_steps `auto` → this machine's values, with reasons
-    fast_path = auto.resolve(cfg)
+    # `last` = the newest last.ckpt of this task's runs (logs/train/…), not of every task under logs/
+    ckpt_path, resumed_steps = _resume_target(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
+    # precision / compile / attention / max_steps `auto` → this machine's values (a resume keeps its length)
+    fast_path = auto.resolve(cfg, resumed_steps)
     for decision in fast_path:  # logged (console and train.log) beside the other start-up facts, not on stderr
         if decision.reason != "as configured":
             log.info("fast path: %s", decision.line())
@@ -200,8 +220,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
 
-    # `last` = the newest last.ckpt of this task's runs (logs/train/…), not of every task under logs/
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
                               "threads": torch.get_num_threads(),
                               "fast_path": {d.name: d.value for d in fast_path}}
