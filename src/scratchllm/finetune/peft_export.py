@@ -20,7 +20,7 @@ from torch import nn
 
 from scratchllm.errors import ConfigError
 from scratchllm.finetune.lora import lora_layers
-from scratchllm.interop.hf import _export_format, _full_name, _links
+from scratchllm.interop.hf import export_format, hf_name, tensor_links
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -35,13 +35,13 @@ def export_peft(model: nn.Module, folder: str | Path) -> Path:
         raise ConfigError("the model has no LoRA adapter to export; train with adapter=lora or load_adapter first")
     if any(layer.merged for layer in layers.values()):
         raise ConfigError("the adapter is merged into the weights; unmerge it before exporting it alone")
-    model_type = _export_format(model.config)
-    links = {link.ours: link for link in _links(model_type, model.config)}
+    model_type = export_format(model.config)
+    links = {link.ours: link for link in tensor_links(model_type, model.config)}
     tensors: dict[str, torch.Tensor] = {}
     targets: list[str] = []
     for name, layer in layers.items():
         link = links[f"{name}.weight"]
-        theirs = [_full_name(model_type, t).removesuffix(".weight") for t in link.theirs]
+        theirs = [hf_name(model_type, t).removesuffix(".weight") for t in link.theirs]
         b_parts = layer.lora_B.weight.detach().split(list(link.split), dim=0) if link.split \
             else (layer.lora_B.weight.detach(),)
         for module, b in zip(theirs, b_parts):

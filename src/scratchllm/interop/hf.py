@@ -53,7 +53,7 @@ _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
 # ----------------------------------------------------------------------------------------- the name table
 @dataclass(frozen=True)
-class _Link:
+class TensorLink:
     """One of our tensors and the Hugging Face tensor(s) it is made of.
 
     Several ``theirs`` are stacked along dim 0 (their sizes in ``split``); ``transpose`` marks GPT-2's Conv1D;
@@ -67,8 +67,8 @@ class _Link:
     vocab: bool = False
 
 
-def _gpt2_links(cfg: ModelConfig) -> list[_Link]:
-    links = [_Link("tok_emb.weight", ("wte.weight",), vocab=True), _Link("pos_emb.weight", ("wpe.weight",))]
+def _gpt2_links(cfg: ModelConfig) -> list[TensorLink]:
+    links = [TensorLink("tok_emb.weight", ("wte.weight",), vocab=True), TensorLink("pos_emb.weight", ("wpe.weight",))]
     for i in range(cfg.n_layer):
         b, h = f"blocks.{i}.", f"h.{i}."
         for ours, theirs, conv1d in (
@@ -79,42 +79,45 @@ def _gpt2_links(cfg: ModelConfig) -> list[_Link]:
             ("mlp.fc", "mlp.c_fc", True),
             ("mlp.proj", "mlp.c_proj", True),
         ):
-            links.append(_Link(f"{b}{ours}.weight", (f"{h}{theirs}.weight",), transpose=conv1d))
-            links.append(_Link(f"{b}{ours}.bias", (f"{h}{theirs}.bias",)))
-    links += [_Link("norm_f.weight", ("ln_f.weight",)), _Link("norm_f.bias", ("ln_f.bias",))]
+            links.append(TensorLink(f"{b}{ours}.weight", (f"{h}{theirs}.weight",), transpose=conv1d))
+            links.append(TensorLink(f"{b}{ours}.bias", (f"{h}{theirs}.bias",)))
+    links += [TensorLink("norm_f.weight", ("ln_f.weight",)), TensorLink("norm_f.bias", ("ln_f.bias",))]
     if not cfg.tie_embeddings:
-        links.append(_Link("lm_head.weight", ("lm_head.weight",), vocab=True))
+        links.append(TensorLink("lm_head.weight", ("lm_head.weight",), vocab=True))
     return links
 
 
-def _llama_links(cfg: ModelConfig) -> list[_Link]:
+def _llama_links(cfg: ModelConfig) -> list[TensorLink]:
     hd = cfg.head_dim
     qkv_split = (cfg.n_head * hd, cfg.n_kv_head * hd, cfg.n_kv_head * hd)
     fc_split = (cfg.mlp_hidden, cfg.mlp_hidden)
     params = ("weight", "bias") if cfg.bias else ("weight",)
-    links = [_Link("tok_emb.weight", ("embed_tokens.weight",), vocab=True)]
+    links = [TensorLink("tok_emb.weight", ("embed_tokens.weight",), vocab=True)]
     for i in range(cfg.n_layer):
         b, h = f"blocks.{i}.", f"layers.{i}."
-        links.append(_Link(f"{b}norm1.weight", (f"{h}input_layernorm.weight",)))
-        links.append(_Link(f"{b}norm2.weight", (f"{h}post_attention_layernorm.weight",)))
+        links.append(TensorLink(f"{b}norm1.weight", (f"{h}input_layernorm.weight",)))
+        links.append(TensorLink(f"{b}norm2.weight", (f"{h}post_attention_layernorm.weight",)))
         for p in params:
             qkv = tuple(f"{h}self_attn.{n}_proj.{p}" for n in "qkv")
-            links.append(_Link(f"{b}attn.qkv.{p}", qkv, split=qkv_split))
-            links.append(_Link(f"{b}attn.proj.{p}", (f"{h}self_attn.o_proj.{p}",)))
+            links.append(TensorLink(f"{b}attn.qkv.{p}", qkv, split=qkv_split))
+            links.append(TensorLink(f"{b}attn.proj.{p}", (f"{h}self_attn.o_proj.{p}",)))
             gate_up = (f"{h}mlp.gate_proj.{p}", f"{h}mlp.up_proj.{p}")
-            links.append(_Link(f"{b}mlp.fc.{p}", gate_up, split=fc_split))
-            links.append(_Link(f"{b}mlp.proj.{p}", (f"{h}mlp.down_proj.{p}",)))
-    links.append(_Link("norm_f.weight", ("norm.weight",)))
+            links.append(TensorLink(f"{b}mlp.fc.{p}", gate_up, split=fc_split))
+            links.append(TensorLink(f"{b}mlp.proj.{p}", (f"{h}mlp.down_proj.{p}",)))
+    links.append(TensorLink("norm_f.weight", ("norm.weight",)))
     if not cfg.tie_embeddings:
-        links.append(_Link("lm_head.weight", ("lm_head.weight",), vocab=True))
+        links.append(TensorLink("lm_head.weight", ("lm_head.weight",), vocab=True))
     return links
 
 
-def _links(model_type: str, cfg: ModelConfig) -> list[_Link]:
+def tensor_links(model_type: str, cfg: ModelConfig) -> list[TensorLink]:
+    """Every tensor of ``cfg``'s model and its Hugging Face source(s), for ``model_type`` gpt2 or llama (import,
+    export and the PEFT adapter export share this one table)."""
     return _gpt2_links(cfg) if model_type == "gpt2" else _llama_links(cfg)
 
 
-def _full_name(model_type: str, name: str) -> str:
+def hf_name(model_type: str, name: str) -> str:
+    """The full transformers name of a tensor (``transformer.h.0…`` / ``model.layers.0…``; the head is top-level)."""
     return name if name.startswith("lm_head.") else _FORMATS[model_type][1] + name
 
 
@@ -138,12 +141,12 @@ def load_hf(path: str | Path) -> GPT:
     params = dict(model.named_parameters())  # tied weights appear once, under tok_emb
     used: set[str] = set()
     with torch.no_grad():
-        for link in _links(model_type, cfg):
+        for link in tensor_links(model_type, cfg):
             parts = []
             for name in link.theirs:
                 if name not in available:
                     raise CheckpointError(
-                        f"{folder} has no tensor {_full_name(model_type, name)}; the checkpoint does not match its "
+                        f"{folder} has no tensor {hf_name(model_type, name)}; the checkpoint does not match its "
                         f"config.json ({_FORMATS[model_type][0]}, {cfg.n_layer} layers, bias={cfg.bias})"
                     )
                 tensor = weights.get(available[name])
@@ -335,7 +338,7 @@ def save_hf(model: GPT, path: str | Path, tokenizer: Tokenizer | None = None) ->
     With ``tokenizer`` (gpt2, a trained bpe, cl100k or char) the folder also gets the tokenizer files
     ``AutoTokenizer.from_pretrained`` loads (see ``hf_tokenizer.py``), and config.json names its end-of-text id."""
     cfg = model.config
-    model_type = _export_format(cfg)
+    model_type = export_format(cfg)
     if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
         raise ConfigError(
             f"the tokenizer ({tokenizer.name}, {tokenizer.vocab_size} ids) emits ids the model "
@@ -345,7 +348,7 @@ def save_hf(model: GPT, path: str | Path, tokenizer: Tokenizer | None = None) ->
     folder.mkdir(parents=True, exist_ok=True)
     params = dict(model.named_parameters())
     tensors: dict[str, torch.Tensor] = {}
-    for link in _links(model_type, cfg):
+    for link in tensor_links(model_type, cfg):
         value = params[link.ours].detach()
         if link.vocab:
             value = value[: cfg.vocab_size]  # drop the padding rows
@@ -353,7 +356,7 @@ def save_hf(model: GPT, path: str | Path, tokenizer: Tokenizer | None = None) ->
         for name, part in zip(link.theirs, parts):
             part = part.t() if link.transpose else part
             # clone: safetensors rejects tensors that share storage (views of one fused matrix would).
-            tensors[_full_name(model_type, name)] = part.to("cpu", torch.float32).clone().contiguous()
+            tensors[hf_name(model_type, name)] = part.to("cpu", torch.float32).clone().contiguous()
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     hf = _gpt2_hf_config(cfg) if model_type == "gpt2" else _llama_hf_config(cfg)
     if tokenizer is not None:
@@ -364,7 +367,7 @@ def save_hf(model: GPT, path: str | Path, tokenizer: Tokenizer | None = None) ->
     return folder
 
 
-def _export_format(cfg: ModelConfig) -> str:
+def export_format(cfg: ModelConfig) -> str:
     """Which format can express ``cfg`` (learned positions → GPT-2, rope → Llama), or a ConfigError listing every
     field that stands in the way and the value that would fix it."""
     if cfg.position == "learned":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from scratchllm.data.curation import CurationConfig, curate
+from scratchllm.data.curation import synthetic as syn
 from scratchllm.data.curation.pipeline import CurationResult
 from scratchllm.paths import config_dir
 
@@ -33,6 +35,27 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any] | str]) -> Path:
         for r in records:
             f.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
     return path
+
+
+def mixed_corpus(path: Path, *, awkward: bool = False) -> Path:
+    """A JSONL corpus with a bit of everything: prose, exact and near copies, French, keyword spam, a number table
+    and a broken line. ``awkward`` adds two documents that are empty after normalising and drops the id of six
+    (they get path:line ids: line counting across a piece's boundaries)."""
+    rng = random.Random(2)
+    speeches = syn.shakespeare_speeches()
+    docs = [syn.collage(rng, speeches, 12) for _ in range(40)]
+    records = [{"id": f"p{i}", "text": t} for i, t in enumerate(docs)]
+    records += [{"id": f"x{i}", "text": syn.respell(docs[i], rng)} for i in range(4)]
+    records += [{"id": f"n{i}", "text": syn.perturb(docs[10 + i], rng, 0.01)} for i in range(4)]
+    records += [{"id": f"fr{i}", "text": syn.language_document("fr", rng)} for i in range(3)]
+    records += [{"id": "spam", "text": syn.keyword_spam(rng)}, {"id": "table", "text": syn.number_table(rng)}]
+    if awkward:
+        records += [{"id": f"noid{i}", "text": ""} for i in range(2)]
+    rng.shuffle(records)
+    if awkward:
+        for r in records[:6]:
+            del r["id"]
+    return write_jsonl(path, records + ["{broken"])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

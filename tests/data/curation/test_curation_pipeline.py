@@ -21,7 +21,7 @@ from scratchllm.prepare import route_tokenizer_path
 from scratchllm.tokenizers import GPT2Tokenizer, build_tokenizer
 from scratchllm.paths import config_dir
 
-from .conftest import prepare_config, read_jsonl, write_jsonl
+from .conftest import mixed_corpus, prepare_config, read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,18 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Prose, exact and near copies, French paragraphs, junk and a bad line: a bit of everything."""
-    rng = random.Random(2)
-    speeches = syn.shakespeare_speeches()
-    docs = [syn.collage(rng, speeches, 12) for _ in range(40)]
-    records = [{"id": f"p{i}", "text": t} for i, t in enumerate(docs)]
-    records += [{"id": f"x{i}", "text": syn.respell(docs[i], rng)} for i in range(4)]
-    records += [{"id": f"n{i}", "text": syn.perturb(docs[10 + i], rng, 0.01)} for i in range(4)]
-    records += [{"id": f"fr{i}", "text": syn.language_document("fr", rng)} for i in range(3)]
-    records += [{"id": "spam", "text": syn.keyword_spam(rng)}, {"id": "table", "text": syn.number_table(rng)}]
-    rng.shuffle(records)
-    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    write_jsonl(path, records + ["{broken"])
-    return path
+    return mixed_corpus(tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
 
 
 def _tokens(paths: list[Path]) -> list[int]:

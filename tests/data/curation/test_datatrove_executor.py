@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -19,36 +18,21 @@ pytest.importorskip("datatrove", reason="executor=datatrove needs the datatrove 
 
 from scratchllm.data import open_shard  # noqa: E402
 from scratchllm.data.curation import curate  # noqa: E402
-from scratchllm.data.curation import synthetic as syn  # noqa: E402
 from scratchllm.data.curation.datatrove_config import DatatroveConfig, minhash_shape, plan_pieces  # noqa: E402
 from scratchllm.data.curation.datatrove_executor import curate_datatrove, work_dir  # noqa: E402
 from scratchllm.data.curation.datatrove_steps import TokenShardWriter, iter_jsonl_piece  # noqa: E402
 from scratchllm.data.curation.readers import iter_records  # noqa: E402
 from scratchllm.errors import ConfigError  # noqa: E402
 
-from .conftest import prepare_config, read_jsonl, write_jsonl  # noqa: E402
+from .conftest import mixed_corpus, prepare_config, read_jsonl  # noqa: E402
 
 COMMON = ("keep_text=true", "val_fraction=0.2")
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    """Prose, exact and near copies, French, junk and a bad line (as test_curation_pipeline's corpus)."""
-    rng = random.Random(2)
-    speeches = syn.shakespeare_speeches()
-    docs = [syn.collage(rng, speeches, 12) for _ in range(40)]
-    records = [{"id": f"p{i}", "text": t} for i, t in enumerate(docs)]
-    records += [{"id": f"x{i}", "text": syn.respell(docs[i], rng)} for i in range(4)]
-    records += [{"id": f"n{i}", "text": syn.perturb(docs[10 + i], rng, 0.01)} for i in range(4)]
-    records += [{"id": f"fr{i}", "text": syn.language_document("fr", rng)} for i in range(3)]
-    records += [{"id": "spam", "text": syn.keyword_spam(rng)}, {"id": "table", "text": syn.number_table(rng)}]
-    records += [{"id": f"noid{i}", "text": ""} for i in range(2)]  # empty after normalising
-    rng.shuffle(records)
-    for r in records[:6]:  # documents without an id get path:line ids: checks line counting across pieces
-        del r["id"]
-    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    write_jsonl(path, records + ["{broken"])
-    return path
+    """test_curation_pipeline's corpus, plus empty documents and documents without an id."""
+    return mixed_corpus(tmp_path_factory.mktemp("corpus") / "corpus.jsonl", awkward=True)
 
 
 @pytest.fixture
