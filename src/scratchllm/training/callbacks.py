@@ -32,8 +32,10 @@ class Throughput(L.Callback):
     appends ``{step, tokens_seen, train_seconds, val_loss}`` to ``curve``, which ``run.train`` writes to
     result.json.
 
-    Counts come from batch shapes only, so measuring never forces a device sync. ``tokens_seen`` and
-    ``train_seconds`` are saved in checkpoints and continue across a resume.
+    Counts come from batch shapes only, so measuring never forces a device sync (nor a collective): on several ranks
+    ``tokens_seen`` is this rank's batch shape × world size, padding included — exact for pretraining's equal
+    windows, an upper bound for padded fine-tuning batches. ``tokens_seen`` and ``train_seconds`` are saved in
+    checkpoints and continue across a resume.
     """
 
     def __init__(self, smoothing: float = 0.9) -> None:

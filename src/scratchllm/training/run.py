@@ -236,6 +236,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # from FitResults, not this process's trainer: under ddp_spawn the fit ran in child processes (the step count
     # was once estimated here from tokens, wrong for variable-length fine-tuning batches)
     fit = FitResults.read(trainer)
+    if fit.get("global_step", 0) > trainer.fit_loop.epoch_loop._batches_that_stepped:
+        # ddp_spawn: the fit ran in child processes and this trainer's loop never stepped; the final validation
+        # below would be logged at step 0. Lightning logs at this counter (private, pinned lightning version).
+        trainer.fit_loop.epoch_loop._batches_that_stepped = fit["global_step"]
     result["global_step"] = fit.get("global_step", trainer.global_step)
     if "tokens_seen" in fit:
         result["tokens_seen"] = fit["tokens_seen"]
