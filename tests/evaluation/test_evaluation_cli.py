@@ -52,12 +52,28 @@ def test_readme_command(workdir: Path):
 
 
 @pytest.mark.slow
+def test_quantize_on_load_scores_the_int8_model(workdir: Path):
+    """``quantize=int8`` evaluates the checkpoint's int8 weights (results say so) with its float loss nearly kept."""
+    scores = {}
+    for extra in ([], ["quantize=int8"]):
+        out = f"eval{len(extra)}"
+        proc = run(["texts=[notes]", f"out_dir={out}", *extra], workdir)
+        assert proc.returncode == 0, proc.stderr
+        scores[tuple(extra)] = json.loads((workdir / out / "results.json").read_text())
+    float_run, int8_run = scores[()], scores[("quantize=int8",)]
+    assert (float_run["weights"], int8_run["weights"]) == ("float", "int8")
+    a, b = float_run["texts"]["notes"]["loss"], int8_run["texts"]["notes"]["loss"]
+    assert a != b and b == pytest.approx(a, rel=0.01)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["tasks=[no_such_task]"], "unknown task 'no_such_task'; choose a built-in one"),
     ([], "nothing to evaluate"),
     (["texts=[missing/]"], "no input files match 'missing/'"),
     (["tasks=[shakespeare_next_line]", "stride=0"], "stride must be an integer >= 1, got 0"),
     (["task=[shakespeare_next_line]"], "did you mean tasks="),
+    (["texts=[notes]", "quantize=int9"], "quantize='int9' is not known; choose one of: none, int8, int4"),
 ])
 def test_mistakes_are_one_line(workdir: Path, args, message):
     proc = run([*args, "out_dir=null"], workdir)

@@ -14,9 +14,10 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from scratchllm.errors import ConfigError
+from scratchllm.generation.loading import LoadOptions
 from scratchllm.evaluation.tasks import Task, load_jsonl_task
 from scratchllm.textio import SNIFF_BYTES, BinarySkips, binary_reason, decode_counting, expand_paths
 
@@ -25,10 +26,9 @@ NAMED_TEXTS = ("shakespeare_val",)
 
 
 @dataclass
-class EvaluateOptions:
-    """The fields of conf/evaluate.yaml (see there for what each one does)."""
+class EvaluateOptions(LoadOptions):
+    """The fields of conf/evaluate.yaml (see there for what each one does); the loading ones are ``LoadOptions``'."""
 
-    ckpt_path: str = "last"
     tasks: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     limit: int | None = None
@@ -37,16 +37,8 @@ class EvaluateOptions:
     batch_size: int = 8
     out_dir: str | None = None
     run_dir: str | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    tokenizer: Mapping[str, Any] | str | None = None
-    threads: int | str | None = None
-    log_dir: str = "logs"
 
     def __post_init__(self) -> None:
-        from scratchllm.generation.loading import resolve_device, resolve_dtype
-        from scratchllm.threads import check_threads
-
         self.tasks = [self.tasks] if isinstance(self.tasks, str) else list(self.tasks or [])
         self.texts = [self.texts] if isinstance(self.texts, str) else list(self.texts or [])
         if not self.tasks and not self.texts:
@@ -60,14 +52,7 @@ class EvaluateOptions:
         if self.run_dir is not None and not Path(self.run_dir).is_dir():
             raise ConfigError(f"run_dir={self.run_dir} is not a folder; pass a training run folder "
                               "(logs/train/runs/<time>) or leave it null")
-        check_threads(self.threads)
-        resolve_dtype(self.dtype)
-        resolve_device(self.device)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "EvaluateOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        super().__post_init__()
 
 
 def load_texts(spec: str) -> list[str]:
@@ -117,6 +102,7 @@ def evaluate(model: Any, tokenizer: Any, options: EvaluateOptions) -> dict[str, 
     """Score ``options``' texts and tasks with a loaded model; the results as ``results.json`` holds them."""
     from scratchllm.evaluation.runner import core_score, run_task, run_texts
     from scratchllm.evaluation.scoring import check_stride
+    from scratchllm.quantization.model import weight_format
 
     context = model.config.context_length
     stride = check_stride(options.stride, context)
@@ -124,6 +110,7 @@ def evaluate(model: Any, tokenizer: Any, options: EvaluateOptions) -> dict[str, 
     tasks = [load_task(spec, options.limit, options.seed) for spec in options.tasks]  # every input before scoring
     results: dict[str, Any] = {
         "ckpt_path": str(options.ckpt_path), "model": model.config.name, "tokenizer": tokenizer.name,
+        "weights": weight_format(model),  # int8 / int4 when quantized (a file, or quantize= on load)
         "context_length": context, "stride": stride, "seed": options.seed,
         "texts": run_texts(model, tokenizer, texts, stride=options.stride, batch_size=options.batch_size),
         "tasks": {t.name: run_task(model, tokenizer, t, batch_size=options.batch_size) for t in tasks},
@@ -136,17 +123,13 @@ def run_session(options: EvaluateOptions, stdout: TextIO | None = None, stderr: 
                 ) -> dict[str, Any]:
     """Load, evaluate, write and print (module doc)."""
     from scratchllm.evaluation.report import log_tensorboard, markdown, write_results
-    from scratchllm.generation.loading import load_for_generation, resolve_checkpoint
+    from scratchllm.generation.loading import resolve_checkpoint
     from scratchllm.threads import apply_threads
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     apply_threads(options.threads)
     where = resolve_checkpoint(options.ckpt_path, options.log_dir)
-    tokenizer_spec = options.tokenizer
-    if isinstance(tokenizer_spec, Mapping):
-        tokenizer_spec = {k: v for k, v in tokenizer_spec.items() if k != "unknown"}
-    model, tokenizer = load_for_generation(where, device=options.device, dtype=options.dtype, tokenizer=tokenizer_spec,
-                                           log_dir=options.log_dir)
+    model, tokenizer = options.load(where)
     if tokenizer is None:
         raise ConfigError(f"{where} names no tokenizer and evaluation reads text; pass tokenizer=<gpt2|char|bpe|"
                           "cl100k> or tokenizer.path=<tokenizer.json, folder or training .ckpt>")

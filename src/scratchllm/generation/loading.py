@@ -19,6 +19,8 @@ Nothing here imports Lightning: loading a checkpoint for generation costs one ``
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,6 +67,48 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 
 # ---------------------------------------------------------------------------------------------- loading
+@dataclass
+class LoadOptions:
+    """The options of every command that loads a model to run it (generate, evaluate, serve; each yaml says what
+    they do): the checkpoint, where and in which dtype it runs, quantization on load, the tokenizer, torch threads.
+    Checked when built, so a typo costs no loading time. The commands' option classes extend it."""
+
+    ckpt_path: str = "last"
+    device: str = "auto"
+    dtype: str = "float32"
+    quantize: str | None = None  # int8 | int4: quantize the loaded float weights (scratchllm.quantization)
+    tokenizer: Mapping[str, Any] | str | None = None  # null keys keep the checkpoint's (tokenizer_override)
+    threads: int | str | None = None  # the yamls say auto; from Python, torch is left alone
+    log_dir: str = "logs"
+
+    def __post_init__(self) -> None:
+        from scratchllm.quantization.model import METHODS
+        from scratchllm.threads import check_threads
+
+        check_threads(self.threads)
+        resolve_dtype(self.dtype)
+        if self.quantize not in (None, "", "none", *METHODS):
+            raise ConfigError(f"quantize={self.quantize!r} is not known; choose one of: none, {', '.join(METHODS)}")
+        resolve_device(self.device)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Any:
+        """The options from a composed config (keys that are not fields are Hydra's or another command's)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def tokenizer_spec(self) -> Mapping[str, Any] | str | None:
+        """What ``load_for_generation`` reads: the tokenizer node without generate's prompt policy (``unknown``)."""
+        if isinstance(self.tokenizer, Mapping):
+            return {k: v for k, v in self.tokenizer.items() if k != "unknown"}
+        return self.tokenizer
+
+    def load(self, where: str | Path | None = None) -> tuple[GPT, Tokenizer | None]:
+        """``load_for_generation`` with these options (``where``: an already resolved checkpoint)."""
+        return load_for_generation(self.ckpt_path if where is None else where, device=self.device, dtype=self.dtype,
+                                   tokenizer=self.tokenizer_spec(), log_dir=self.log_dir, quantize=self.quantize)
+
+
 def load_for_generation(
     path: str | Path,
     *,

@@ -31,11 +31,10 @@ import torch
 
 from scratchllm.errors import ConfigError, InputError
 from scratchllm.generation.fastpath import decode_session
-from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
+from scratchllm.generation.loading import LoadOptions
 from scratchllm.generation.sampling import SamplingConfig
-from scratchllm.quantization.model import METHODS
 from scratchllm.generation.text import TextStream, check_prompt_characters, encode_prompt, format_ids
-from scratchllm.threads import apply_threads, check_threads
+from scratchllm.threads import apply_threads
 from scratchllm.tokenizers.char import UNKNOWN_CHOICES
 
 
@@ -48,22 +47,16 @@ def unescape(text: str) -> str:
 
 
 @dataclass
-class GenerateOptions:
-    """The fields of conf/generate.yaml (see there for what each one does); its sampling keys are ``sampling``."""
+class GenerateOptions(LoadOptions):
+    """The fields of conf/generate.yaml (see there for what each one does); its sampling keys are ``sampling``;
+    the loading ones are ``LoadOptions``'."""
 
-    ckpt_path: str = "last"
     prompt: str = ""
     max_new_tokens: int = 200
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stop: list[str] = field(default_factory=list)
     interactive: bool = False
     echo_prompt: bool = True
-    device: str = "auto"
-    dtype: str = "float32"
-    tokenizer: Mapping[str, Any] | str | None = None
-    threads: int | str | None = None  # conf/generate.yaml says auto; from Python, torch is left alone
-    log_dir: str = "logs"
-    quantize: str | None = None  # int8 | int4: quantize the loaded float weights (scratchllm.quantization)
     chat: bool = False  # render prompts with the chat template, stop at the end of the assistant's turn
     system_prompt: str | None = None  # chat: the system message that opens the conversation
 
@@ -76,25 +69,15 @@ class GenerateOptions:
             raise ConfigError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
         if not isinstance(self.sampling, SamplingConfig):
             raise ConfigError(f"sampling must be a SamplingConfig, got {type(self.sampling).__name__}")
-        check_threads(self.threads)
         if self.unknown not in (None, *UNKNOWN_CHOICES):
             raise ConfigError(f"tokenizer.unknown={self.unknown!r} is not known; choose one of: "
                               f"{', '.join(UNKNOWN_CHOICES)}")
-        resolve_dtype(self.dtype)
-        if self.quantize not in (None, "", "none", *METHODS):
-            raise ConfigError(f"quantize={self.quantize!r} is not known; choose one of: none, {', '.join(METHODS)}")
-        resolve_device(self.device)
+        super().__post_init__()
 
     @property
     def unknown(self) -> str | None:
         """The policy for prompt characters outside a char vocabulary (None: the tokenizer's own)."""
         return self.tokenizer.get("unknown") if isinstance(self.tokenizer, Mapping) else None
-
-    def tokenizer_spec(self) -> Mapping[str, Any] | str | None:
-        """What ``load_for_generation`` reads: the tokenizer node without the prompt policy."""
-        if isinstance(self.tokenizer, Mapping):
-            return {k: v for k, v in self.tokenizer.items() if k != "unknown"}
-        return self.tokenizer
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GenerateOptions":
@@ -113,10 +96,7 @@ def run_session(
     """Load the checkpoint once, then answer ``options.prompt`` or, interactively, each line of ``stdin``."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     threads = apply_threads(options.threads)
-    model, tokenizer = load_for_generation(
-        options.ckpt_path, device=options.device, dtype=options.dtype, tokenizer=options.tokenizer_spec(),
-        log_dir=options.log_dir, quantize=options.quantize,
-    )
+    model, tokenizer = options.load()
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     name = tokenizer.name if tokenizer is not None else "none: prompts and output are token ids"
     print(f"loaded {model.config.name} ({model.config.vocab_size} ids) on {device} in {str(dtype).split('.')[-1]}; "

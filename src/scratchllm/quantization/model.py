@@ -114,6 +114,17 @@ class QuantizedEmbedding(nn.Module):
         return self.source.embed(ids, self.dtype_ref.dtype)
 
 
+def weight_format(model: nn.Module) -> str:
+    """``int8`` / ``int4`` when the model's matrices are quantized (any layer), else ``float``: what a result
+    computed with the model should say it measured."""
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            return "int8"
+        if isinstance(module, Int4Linear):
+            return "int4"
+    return "float"
+
+
 def quantize_model(model: GPT, quant: QuantConfig) -> list[str]:
     """Quantize ``model`` in place (module doc); returns the names of the layers replaced."""
     quant.check_shapes(model.config)

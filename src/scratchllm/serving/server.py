@@ -3,34 +3,26 @@ run uvicorn on one event loop (one process: the model is in memory once)."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from scratchllm.errors import ConfigError, InputError
-from scratchllm.generation.loading import load_for_generation, resolve_device, resolve_dtype
-from scratchllm.threads import apply_threads, check_threads
+from scratchllm.generation.loading import LoadOptions
+from scratchllm.threads import apply_threads
 
 
 @dataclass
-class ServeOptions:
-    """The fields of conf/serve.yaml (see there for what each one does)."""
+class ServeOptions(LoadOptions):
+    """The fields of conf/serve.yaml (see there for what each one does); the loading ones are ``LoadOptions``'."""
 
-    ckpt_path: str = "last"
     host: str = "127.0.0.1"
     port: int = 8000
     name: str | None = None
     max_queue: int = 8
     max_tokens: int = 512
     max_prompt_tokens: int | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    quantize: str | None = None  # int8 | int4: quantize the loaded float weights, as generate does
-    tokenizer: Mapping[str, Any] | str | None = None
-    threads: int | str | None = None
-    log_dir: str = "logs"
 
     def __post_init__(self) -> None:
         for key in ("port", "max_queue", "max_tokens"):
@@ -42,32 +34,14 @@ class ServeOptions:
         if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int)
                                                    or self.max_prompt_tokens < 1):
             raise ConfigError(f"max_prompt_tokens must be a positive integer or null, got {self.max_prompt_tokens!r}")
-        from scratchllm.quantization.model import METHODS
-
-        if self.quantize not in (None, "", "none", *METHODS):
-            raise ConfigError(f"quantize={self.quantize!r} is not known; choose one of: none, {', '.join(METHODS)}")
-        check_threads(self.threads)
-        resolve_dtype(self.dtype)
-        resolve_device(self.device)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "ServeOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def tokenizer_spec(self) -> Mapping[str, Any] | str | None:
-        if isinstance(self.tokenizer, Mapping):
-            return {k: v for k, v in self.tokenizer.items() if v is not None} or None
-        return self.tokenizer
+        super().__post_init__()
 
 
 def build_engine(options: ServeOptions) -> Any:
     from scratchllm.serving.engine import Engine
 
     apply_threads(options.threads)
-    model, tokenizer = load_for_generation(options.ckpt_path, device=options.device, dtype=options.dtype,
-                                           tokenizer=options.tokenizer_spec(), log_dir=options.log_dir,
-                                           quantize=options.quantize)
+    model, tokenizer = options.load()
     if tokenizer is None:
         raise InputError("this checkpoint names no tokenizer, and the server speaks text: pass tokenizer=<name> or "
                          "tokenizer.path=<tokenizer.json or folder>")
