@@ -7,6 +7,7 @@ published runs: ``experiments/results/memory_model_<date>.md``.
     .venv/bin/python experiments/bench_memory.py --report                      # the table from both JSON files
     .venv/bin/python experiments/bench_memory.py --smoke --raw /tmp/m.json --out /tmp/m.md  # nano rows only
     .venv/bin/python experiments/bench_memory.py --from-log run.log --raw x.json  # rows of a run stopped early
+    .venv/bin/python experiments/bench_memory.py --rows 'gpt2-124m:*:32-true:*' --append --raw x.json  # some rows
 
 **What runs.** Each row is a fresh process training the real ``GPTLitModule`` (AdamW as ``optim=adamw``
 configures it: foreach on CPU; gradient clipping 1.0) with Lightning's ``Trainer`` on one CPU device for 3
@@ -36,6 +37,7 @@ kernel does not).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gc
 import json
 import os
@@ -248,6 +250,17 @@ def rows_from_log(log: str) -> list[dict]:
     return rows
 
 
+def _append_rows(raw: Path, new: list[dict]) -> None:
+    """Merge ``new`` into the JSON at ``raw`` (a row of the same shape, batch, precision and checkpointing is
+    replaced; the order stays the table's)."""
+    old = json.loads(raw.read_text()) if raw.is_file() else {"machine": machine(), "rows": []}
+    key = lambda r: (r["shape"], r["batch"], r["precision"], r["checkpointing"])  # noqa: E731
+    rows = {key(r): r for r in old["rows"]} | {key(r): r for r in new}
+    order = lambda k: (list(SHAPES).index(k[0]), k[1], PRECISIONS.index(k[2]), CHECKPOINTING.index(k[3]))  # noqa: E731
+    old["rows"] = [rows[k] for k in sorted(rows, key=order)]
+    raw.write_text(json.dumps(old, indent=1))
+
+
 def before_model(path: str | None):
     """``memory(...)`` of another version of planning/memory.py (``git show <commit>:src/scratchllm/planning/
     memory.py > old.py``), for a "before" column."""
@@ -361,6 +374,11 @@ def main() -> None:
     parser.add_argument("--before", help="an older planning/memory.py, for a before-the-change column")
     parser.add_argument("--from-log", help="write --raw from a stopped run's progress lines (this machine's label)")
     parser.add_argument("--host2", help="a second host's rows: <prefix>.json (glibc) and <prefix>_mmap.json")
+    parser.add_argument("--rows", nargs="+", default=["*"],
+                        help="only rows matching one of these patterns of shape:batch:precision:checkpointing, "
+                             "e.g. 'micro:16:bf16-mixed:full' or 'gpt2-124m:*:32-true:*'")
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows run to --raw's rows (replacing the same row) instead of overwriting it")
     args = parser.parse_args()
     if args.from_log:
         Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows_from_log(args.from_log)}, indent=1))
@@ -377,11 +395,17 @@ def main() -> None:
             for batch in batches:
                 for precision in PRECISIONS:
                     for ckpt in CHECKPOINTING:
+                        if not any(fnmatch.fnmatch(f"{shape}:{batch}:{precision}:{ckpt}", pattern)
+                                   for pattern in args.rows):
+                            continue
                         row = run_row(shape, batch, ckpt, precision)
                         print(f"{shape:10s} b={batch:<3d} {precision:10s} ckpt={ckpt:4s} measured "
                               f"{row['measured'] / MB:8.1f} MB ({row['seconds']}s)", flush=True)
                         rows.append(row)
-        Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+                        if args.append:  # a long run keeps every row measured so far
+                            _append_rows(Path(args.raw), [row])
+        if not args.append:
+            Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     exact_file = Path(args.raw.replace(".json", "_mmap.json"))
     raw = json.loads(Path(args.raw).read_text())
     exact = json.loads(exact_file.read_text())["rows"] if exact_file.is_file() else None
