@@ -404,6 +404,9 @@ def main() -> None:
                         rows.append(row)
                         if args.append:  # a long run keeps every row measured so far
                             _append_rows(Path(args.raw), [row])
+        if not rows:
+            parser.error(f"no row matches --rows {' '.join(args.rows)} (patterns of shape:batch:precision:"
+                         f"checkpointing over {', '.join(SHAPES)})")
         if not args.append:
             Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     exact_file = Path(args.raw.replace(".json", "_mmap.json"))

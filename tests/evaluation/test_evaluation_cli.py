@@ -80,3 +80,13 @@ def test_mistakes_are_one_line(workdir: Path, args, message):
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], proc.stderr
+
+
+def test_quantized_scores_get_their_own_tensorboard_tags():
+    """A run_dir's curves hold the float model's scores under eval/…; a quantized model's go beside them."""
+    from scratchllm.evaluation.report import scalars
+
+    results = {"texts": {"notes": {"loss": 1.0, "perplexity": 2.7, "bits_per_byte": 1.4}}, "tasks": {}, "core": None}
+    assert set(scalars(results)) == {"eval/notes/loss", "eval/notes/perplexity", "eval/notes/bits_per_byte"}
+    assert set(scalars({**results, "weights": "int4"})) == {
+        "eval_int4/notes/loss", "eval_int4/notes/perplexity", "eval_int4/notes/bits_per_byte"}

@@ -90,6 +90,9 @@ def test_10b_on_8_h100_fits_with_fsdp_not_without():
     assert all(m.total > usable for m in plan.table if m.strategy == "ddp")
     args = train_overrides(plan)
     assert "trainer=fsdp" in args and "trainer.devices=8" in args and "trainer.num_nodes=1" in args
+    assert "compile=false" in args  # FSDP + compile is untested: its plans run eager
+    ddp = plan_for("1b", gpus=8)
+    assert ddp.chosen.strategy == "ddp" and not any(a.startswith("compile=") for a in train_overrides(ddp))
 
 
 def test_recipe_rules():

@@ -136,6 +136,18 @@ def test_loading_never_builds_float_matrices(tmp_path: Path, monkeypatch: pytest
     assert max(t.numel() for t in floats) <= 3 * 64  # vectors only (qkv bias, scales); positions are int8 rows
 
 
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_weight_format_names_the_method(method: str) -> None:
+    """An int4 model also holds int8 layers (its position table), so the first quantized layer does not say the
+    method; evaluate's results.json reports this."""
+    from scratchllm.quantization.model import weight_format
+
+    model = GPT(ModelConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=64))  # learned, tied
+    assert weight_format(model) == "float"
+    quantize_model(model, QuantConfig(method=method, group_size=32))
+    assert weight_format(model) == method
+
+
 def test_skeleton_rejects_a_group_size_that_does_not_divide_the_width() -> None:
     with pytest.raises(ConfigError, match="does not divide model.n_embd=96; use group_size=32"):
         quantized_skeleton(ModelConfig(**dict(GPT2_LIKE, n_embd=96, mlp_hidden=384)), QuantConfig("int4", 64))

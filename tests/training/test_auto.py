@@ -84,6 +84,19 @@ def test_steps_auto_keeps_a_resumed_runs_length(monkeypatch):
     assert [d.value for d in auto.resolve(cfg, resumed_steps=400)] == ["bf16-mixed", False, "sdpa", 400]
 
 
+def test_a_checkpoint_records_the_length_a_resume_keeps():
+    """run._recorded_max_steps: the module's record wins over the schedule's total_steps (which older files only
+    have, and which a user may have set apart from max_steps); nothing usable means this machine's auto."""
+    from scratchllm.training.run import _recorded_max_steps
+
+    hparams = {"hyper_parameters": {"scheduler": {"total_steps": 2000}}}
+    assert _recorded_max_steps({"scratchllm": {"max_steps": 3000}, **hparams}) == 3000
+    assert _recorded_max_steps(hparams) == 2000  # a file written before the record
+    assert _recorded_max_steps({"scratchllm": {"max_steps": -1}}) is None  # Lightning's "no limit"
+    assert _recorded_max_steps({"hyper_parameters": {"scheduler": {"total_steps": None}}}) is None
+    assert _recorded_max_steps({}) is None
+
+
 def test_compiler_probe_reports_a_missing_compiler(monkeypatch):
     auto.cxx_compiler.cache_clear()
     path, why = auto.cxx_compiler("definitely-not-a-compiler-xyz")

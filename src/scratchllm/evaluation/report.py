@@ -56,17 +56,20 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
 
 
 def scalars(results: dict[str, Any]) -> dict[str, float]:
-    """The numbers worth a curve, under ``eval/…`` tags."""
+    """The numbers worth a curve, under ``eval/…`` tags (``eval_int8/…``, ``eval_int4/…`` for quantized weights:
+    their scores must not land on the float model's curve at the same step)."""
+    weights = results.get("weights", "float")
+    root = "eval" if weights == "float" else f"eval_{weights}"
     tags: dict[str, float] = {}
     for name, r in results["texts"].items():
         for key in ("loss", "perplexity", "bits_per_byte"):
-            tags[f"eval/{name}/{key}"] = r[key]
+            tags[f"{root}/{name}/{key}"] = r[key]
     for name, r in results["tasks"].items():
         for key in ("acc", "acc_norm", "exact_match", "centered"):
             if key in r:
-                tags[f"eval/{name}/{key}"] = r[key]
+                tags[f"{root}/{name}/{key}"] = r[key]
     if results["core"] is not None:
-        tags["eval/core"] = results["core"]
+        tags[f"{root}/core"] = results["core"]
     return tags
 
 
@@ -80,7 +83,8 @@ def log_tensorboard(results: dict[str, Any], run_dir: str | Path, step: int) -> 
     try:
         for tag, value in scalars(results).items():
             writer.add_scalar(tag, value, global_step=step)
-        writer.add_text("eval/results", markdown(results), global_step=step)
+        root = "eval" if results.get("weights", "float") == "float" else f"eval_{results['weights']}"
+        writer.add_text(f"{root}/results", markdown(results), global_step=step)
     finally:
         writer.close()
     return folder

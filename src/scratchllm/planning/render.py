@@ -37,7 +37,7 @@ def train_overrides(plan: "Plan") -> list[str]:
     trainer = ["trainer=ddp"] if strategy == "ddp" else ["trainer=fsdp", f"trainer.strategy.sharding_strategy={sharding}"]
     if strategy != "ddp":
         # eager: compile=auto would compile a long GPU run, and torch.compile over Lightning's FSDP (one unit per
-        # block, activation checkpointing inside) is not tested here; DDP plans keep compile=auto
+        # block, with or without activation checkpointing) is not tested here; DDP plans keep compile=auto
         trainer.append("compile=false")
     if plan.accelerator.name == "cpu":
         trainer.append("trainer.accelerator=cpu")
@@ -175,7 +175,7 @@ def plan_markdown(plan: "Plan") -> str:
                   "process per device (torchrun on each node, or SLURM):", "", "```bash", train_command(plan), "```",
                   "", "`launch_torchrun.sh` and `launch_slurm.sbatch` beside this file wrap it."]
         if m.strategy != "ddp":
-            lines += ["FSDP plans run eager (`compile=false`): torch.compile over Lightning's FSDP with activation "
-                      "checkpointing is untested here, and the stated MFU does not assume it."]
+            lines += ["FSDP plans run eager (`compile=false`): torch.compile over Lightning's FSDP (with or without "
+                      "activation checkpointing) is untested here, and the stated MFU does not assume it."]
         lines += [""]
     return "\n".join(lines)

@@ -115,14 +115,11 @@ class QuantizedEmbedding(nn.Module):
 
 
 def weight_format(model: nn.Module) -> str:
-    """``int8`` / ``int4`` when the model's matrices are quantized (any layer), else ``float``: what a result
-    computed with the model should say it measured."""
-    for module in model.modules():
-        if isinstance(module, Int8Linear):
-            return "int8"
-        if isinstance(module, Int4Linear):
-            return "int4"
-    return "float"
+    """``int4`` / ``int8`` when the model's matrices are quantized, else ``float``: what a result computed with the
+    model should say it measured. Any 4-bit layer makes it ``int4``: an int4 model keeps its position table in int8
+    rows (module doc), so meeting one int8 layer does not say the method."""
+    kinds = {type(module) for module in model.modules()}
+    return "int4" if Int4Linear in kinds else "int8" if Int8Linear in kinds else "float"
 
 
 def quantize_model(model: GPT, quant: QuantConfig) -> list[str]:
