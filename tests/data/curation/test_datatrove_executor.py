@@ -258,6 +258,25 @@ def test_empty_split_borrows_like_embedded(corpus, tmp_path) -> None:
 
 
 @pytest.mark.slow
+def _group_members(pgid: int, wait_s: float = 0.0) -> list[str]:
+    """Command lines of the live processes of process group ``pgid`` (waiting up to ``wait_s`` for it to empty)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z" and int(fields[2]) == pgid:
+                    found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+            except (OSError, IndexError, ValueError):
+                continue
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_sigkilled_command_resumes(corpus, tmp_path) -> None:
     """The command line, killed (SIGKILL) as soon as its first task finished, then run again: the finished tasks
     are skipped and the output is what an uninterrupted run writes."""
@@ -269,13 +288,21 @@ def test_sigkilled_command_resumes(corpus, tmp_path) -> None:
     env = offline_env(tmp_path)
     work = tmp_path / "dt.datatrove-work"
     first = work / "logs" / "read" / "completions" / "00000"
+    # its own process group: what the command leaves behind can be found (and cleaned up) after the kill
     proc = subprocess.Popen([*args, f"output={tmp_path / 'dt'}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # the command's own process only, as `kill -9 <pid>` or the OOM killer do
     proc.wait()
+    try:
+        # datatrove's multiprocess manager used to outlive it, orphaned, forever: now it dies with the command
+        left = _group_members(proc.pid, wait_s=10)
+        assert not left, f"processes left running after the command was killed: {left}"
+    finally:
+        if _group_members(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert first.exists() and not (tmp_path / "dt").exists(), "killed too late: the run had finished"
     marker = first.stat().st_mtime_ns
     log = (work / "logs" / "read" / "logs" / "task_00000.log").stat().st_mtime_ns

@@ -27,9 +27,12 @@ storage the nodes share.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -142,11 +145,32 @@ def build_jobs(cfg: CurationConfig, dt: DatatroveConfig, inputs: list[Path], wor
     return jobs
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(_: object = None) -> None:
+    """In a forked child: ask the kernel for SIGKILL when the parent (the process that forked it) dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@functools.lru_cache(maxsize=1)  # once per process
+def _children_die_with_this_process() -> None:
+    """datatrove's local executor starts a ``multiprocess.Manager`` server process, which waits forever for its
+    caller: a command killed with SIGKILL (``kill -9``, the OOM killer) left it running, orphaned. On Linux every
+    process ``multiprocess`` forks from here (the manager, fork-started pool workers) dies with this one."""
+    if sys.platform.startswith("linux"):
+        from multiprocess import util
+
+        util.register_after_fork(_die_with_parent, _die_with_parent)  # held weakly: a module function lives on
+
+
 def _executor(name: str, pipeline: list, tasks: int, dt: DatatroveConfig, work: Path, depends: Any) -> Any:
     logs = str(work / "logs" / name)
     workers = min(int(dt.workers), tasks) if dt.workers else tasks
     if dt.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
+
+        _children_die_with_this_process()
 
         # fork: the workers inherit the loaded modules and models (forkserver would re-import torch per task)
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logs,
