@@ -177,9 +177,10 @@ NOTES = """## What this shows
   pages in), not with batch or parameters. Where live tensors are only 30–54 MB (nano, batch 32, bf16-mixed) that is
   −18%, the two rows that miss 15%. The model gets no term for it: a CPU runtime's per-process constant is no memory
   a GPU plan needs, and a constant fitted to this table would be a fudge. On an AMD EPYC (AVX2: no AMX or
-  AVX512-BF16, so torch does not send bf16 matmuls to oneDNN; `ONEDNN_VERBOSE=all` prints nothing) all 15 rows
-  measured there (nano, micro) are within −3%…+13% in the mmap column, bf16-mixed included (second table, at the
-  end), and torch's own allocator (torch.profiler, `profile_memory=True`) peaks at 179.2 MB for nano 128 × 64
+  AVX512-BF16, so torch does not send bf16 matmuls to oneDNN; `ONEDNN_VERBOSE=all` prints nothing) all 22 rows
+  measured there are within −3%…+13% in the mmap column, bf16-mixed included (second table, at the end; the two
+  gpt2-124m batch-4 bf16-mixed rows ran past the script's 30 minutes a row at emulated bf16 and are not
+  measured), and torch's own allocator (torch.profiler, `profile_memory=True`) peaks at 179.2 MB for nano 128 × 64
   bf16-mixed: 179.8 MB measured, 174.0 predicted.
 - **Under glibc's default allocator the prediction is 2–68% below the measured peak**: within 12% for the GPT-2
   124M shape, where weights and optimizer state (allocated once) dominate, but far off for the small shapes, whose
@@ -226,14 +227,19 @@ because TinyLlama's own README reports 56% for the same 24k tokens/s.
 """
 
 
-HOST2_NOTES = """These rows come from a re-run of this script that got another machine (the table above was measured on
-the Intel host in the morning); on AVX2 bf16-mixed trains 5–7× slower than fp32, and the re-run was stopped at the
-session's deadline (`--from-log` turned its progress lines into the JSON):
+HOST2_NOTES = """These rows come from re-runs of this script that got another machine (the table above was measured on
+the Intel host in the morning). On AVX2 bf16 matmuls are emulated (0.6 GFLOP/s against 40 for fp32 on one thread),
+so a bf16-mixed row takes minutes (micro) to half an hour (gpt2-124m, batch 4): the first re-run was stopped at a
+session's deadline (`--from-log` turned its progress lines into the JSON) and the next session measured the rest
+row by row (`--rows … --append`):
 
     MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --raw /tmp/m.json \\
         --out /dev/null > /tmp/mmap.log      # stopped early
     .venv/bin/python experiments/bench_memory.py --from-log /tmp/mmap.log \\
         --raw experiments/results/memory_model_2026-12-02_epyc_mmap.json
+    MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --rows \\
+        'micro:16:bf16-mixed:full' 'gpt2-124m:*:32-true:*' 'gpt2-124m:1:bf16-mixed:*' --append \\
+        --raw experiments/results/memory_model_2026-12-02_epyc_mmap.json --out /dev/null
     .venv/bin/python experiments/bench_memory.py --report --before /tmp/memory_before.py \\
         --host2 experiments/results/memory_model_2026-12-02_epyc
 """
