@@ -55,11 +55,16 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, P
     return json_path, md_path
 
 
+def _tag_root(results: dict[str, Any]) -> str:
+    """``eval``, or ``eval_int8`` / ``eval_int4`` for a quantized model's scores (``results["weights"]``)."""
+    weights = results.get("weights", "float")
+    return "eval" if weights == "float" else f"eval_{weights}"
+
+
 def scalars(results: dict[str, Any]) -> dict[str, float]:
     """The numbers worth a curve, under ``eval/…`` tags (``eval_int8/…``, ``eval_int4/…`` for quantized weights:
     their scores must not land on the float model's curve at the same step)."""
-    weights = results.get("weights", "float")
-    root = "eval" if weights == "float" else f"eval_{weights}"
+    root = _tag_root(results)
     tags: dict[str, float] = {}
     for name, r in results["texts"].items():
         for key in ("loss", "perplexity", "bits_per_byte"):
@@ -83,8 +88,7 @@ def log_tensorboard(results: dict[str, Any], run_dir: str | Path, step: int) -> 
     try:
         for tag, value in scalars(results).items():
             writer.add_scalar(tag, value, global_step=step)
-        root = "eval" if results.get("weights", "float") == "float" else f"eval_{results['weights']}"
-        writer.add_text(f"{root}/results", markdown(results), global_step=step)
+        writer.add_text(f"{_tag_root(results)}/results", markdown(results), global_step=step)
     finally:
         writer.close()
     return folder

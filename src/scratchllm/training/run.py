@@ -51,15 +51,10 @@ def build_model_config(model_cfg: DictConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig.from_dict({**fields, "vocab_size": vocab_size})
 
 
-def resolve_ckpt_path(ckpt_path: str | None, log_dir: str | Path) -> str | None:
-    """``None`` → ``None`` (a fresh run); ``last`` → the newest ``last.ckpt`` under the log folder; else a
-    checkpoint file that must exist (the rule generation uses too, without Lightning)."""
-    return _resume_target(ckpt_path, log_dir)[0]
-
-
 def _resume_target(ckpt_path: str | None, log_dir: str | Path) -> tuple[str | None, int | None]:
-    """The checkpoint to resume from (see ``resolve_ckpt_path``) and the ``max_steps`` it was trained towards
-    (None when it does not say: a checkpoint older than the record)."""
+    """The checkpoint to resume from and the ``max_steps`` it was trained towards (None when it does not say: a
+    checkpoint older than the record). ``None`` → a fresh run; ``last`` → the newest ``last.ckpt`` under the log
+    folder; else a checkpoint file that must exist (the rule generation uses too, without Lightning)."""
     if ckpt_path in (None, "", "null"):
         return None, None
     from scratchllm import checkpoint
