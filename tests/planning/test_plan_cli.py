@@ -62,3 +62,6 @@ def test_a_budget_nothing_fits_says_what_would(tmp_path):
     r = plan(tmp_path, "params=10b", "gpus=1", "gpu=l4")
     assert r.returncode == 2 and "even with FSDP full shard and full checkpointing" in r.stderr
     assert "try gpus=16" in r.stderr
+    # the README quotes this message word for word (it drifted once when the memory model changed)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert " ".join(r.stderr.split()) in readme.replace("`", "")
