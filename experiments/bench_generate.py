@@ -279,6 +279,9 @@ def main() -> None:
         args.nocache_samples = min(args.nocache_samples, 3)
         args.nocache_full_up_to = min(args.nocache_full_up_to, 16)
         args.bandwidth_mib = min(args.bandwidth_mib, 512)
+    if args.nocache_samples < 2:  # one sampled length cannot be integrated over the run: it counted one step for all
+        parser.error("--nocache-samples must be >= 2 (the first and last window lengths at least); "
+                     "use --nocache-full-up-to to run the no-cache path fully instead")
     lengths = args.new_tokens or [128, 1024]
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -107,6 +107,30 @@ def _perplexity(ckpt: str, text: str, group_size: int) -> list[dict]:
     return rows
 
 
+def _bytes_table(preset: str, quick: bool) -> None:
+    """Weight bytes per method on ``preset``'s shapes (context 1024, as the decode runs), floats counted as bf16."""
+    import torch
+
+    from scratchllm.model import GPT
+    from scratchllm.model.presets import load_preset
+    from scratchllm.quantization import QuantConfig, quantize_model, weight_bytes
+
+    cfg = load_preset(preset, context_length=1024)
+    if quick:
+        cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
+    methods = [("bf16", None), ("int8", QuantConfig("int8"))]
+    methods += [(f"int4 group {g}", QuantConfig("int4", g)) for g in (32, 64, 128)]
+    print(f"| {preset}: method | weights MiB | weights MB | ×bf16 |\n|---|---:|---:|---:|")
+    base = None
+    for name, quant in methods:
+        model = GPT(cfg).eval()
+        if quant is not None:
+            quantize_model(model, quant)
+        nbytes = weight_bytes(model.to(torch.bfloat16))
+        base = base or nbytes
+        print(f"| {name} | {nbytes / 2**20:.1f} | {nbytes / 1e6:.1f} | {nbytes / base:.4f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="gpt2-124m")
@@ -122,12 +146,17 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
     p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
     p.add_argument("--text", help="the held-out text for --ckpt")
+    p.add_argument("--bytes-only", action="store_true", help="only the weight bytes of each method and group size "
+                   "(the same on every machine; nothing timed)")
     p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # internal: one mode in this process
     p.add_argument("--write", help=argparse.SUPPRESS)  # internal: quantize and save here
     p.add_argument("--file", help=argparse.SUPPRESS)  # internal: decode from this quantized file
     args = p.parse_args()
     if args.mode:
         print(json.dumps(_one_mode(args)))
+        return
+    if args.bytes_only:
+        _bytes_table(args.preset, args.quick)
         return
     if args.quick:
         args.new_tokens = 8
@@ -147,7 +176,7 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
     tmp.cleanup()
     bf16 = next(r for r in rows if r["mode"] == "bf16")
-    print("| mode | weights MB | ×bf16 | file MB | peak RSS MB | ×bf16 | peak RSS over imports MB | ×bf16 "
+    print("| mode | weights MiB | ×bf16 | file MiB | peak RSS MiB | ×bf16 | peak RSS over imports MiB | ×bf16 "
           "| decode tok/s | ×bf16 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -24,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench.machine import cpu_model  # noqa: E402
 from serving_harness import running_server  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
     ]
     lines = [f"# Serving load test ({date.today()})", "",
              f"`{command}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; server threads "
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores; server threads "
              f"{args.threads}; max_tokens {args.max_tokens}; checkpoint `{args.ckpt}`. Requests are served one at a "
              "time, so time to first token includes the wait for the requests ahead.", "",
              *([f"**Note:** {args.note}", ""] if args.note else []),

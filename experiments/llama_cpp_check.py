@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
 
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
 
@@ -147,7 +148,7 @@ def main() -> None:
                 rows.append(check(label, ckpt, dtype, args.new_tokens, Path(tmp), args.extra_bufts))
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     lines = [f"# llama.cpp runs our GGUF export ({time.strftime('%Y-%m-%d')})", "",
-             f"Machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, llama-cpp-python "
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, llama-cpp-python "
              f"{llama_cpp.__version__} (built from its sdist with Debian gcc/cmake, CPU, 1 thread, use_extra_bufts="
              f"{args.extra_bufts}). Prompt "
              f"{PROMPT!r}, greedy. Command:", "", "```sh", cmd, "```", "",

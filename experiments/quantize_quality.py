@@ -33,7 +33,6 @@ import argparse
 import copy
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
 
 OURS = [("int8", {}), *[("int4", {"group_size": g, "symmetric": s}) for s in (False, True) for g in (32, 64, 128)]]
 
@@ -253,7 +254,7 @@ def main() -> None:
     sections = [report(evaluate_run(label, ckpt, spec, args), args) for label, ckpt, spec in args.run]
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     head = [f"# Quantization quality on trained models ({time.strftime('%Y-%m-%d')})", "",
-            f"Machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch "
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch "
             f"{torch.__version__}, {torch.get_num_threads()} thread(s). Command:", "", "```sh", cmd, "```", ""]
     text = "\n".join(head + sections)
     print(text)

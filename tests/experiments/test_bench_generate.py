@@ -62,3 +62,26 @@ def test_fit_recovers_a_fixed_cost_and_a_rate():
     points = [(b, 20e-6 + b / 25e9) for b in (1e6, 4e6, 9e6, 19e6)]
     fixed, rate = bench_matvec_stream.fit(points)
     assert fixed == pytest.approx(20e-6, rel=1e-6) and rate == pytest.approx(25e9, rel=1e-6)
+
+
+def test_one_nocache_sample_is_refused():
+    """One sampled window length cannot be integrated over a run (it once counted one step for all 256 tokens)."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_generate.py"), "--nocache-samples", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--nocache-samples must be >= 2" in r.stderr
+
+
+def test_quantize_bytes_table_matches_the_format_arithmetic():
+    """`bench_quantize.py --bytes-only`: int8 sits just above 0.5x bf16 (per-row scales), int4 shrinks with the
+    group size; the figures the README quotes come from this table."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_quantize.py"), "--bytes-only", "--quick"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ratio = {line.split("|")[1].strip(): float(line.split("|")[4]) for line in r.stdout.splitlines()
+             if line.startswith("| ") and line.split("|")[4].strip()[:1].isdigit()}
+    assert ratio["bf16"] == 1.0 and 0.5 < ratio["int8"] < 0.52
+    assert ratio["int4 group 32"] > ratio["int4 group 64"] > ratio["int4 group 128"] > 0.25

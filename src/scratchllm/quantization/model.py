@@ -15,8 +15,9 @@ A learned position table (GPT-2's 1024×768: 0.6% of gpt2-124m, but at 2 bytes a
 file to 0.505× bf16) is quantized by rows to int8 in both methods: it is only ever looked up, a row is one position's
 vector, and int8 rows moved a trained nano model's held-out perplexity by 0.001%. Norms and biases stay float
 (bf16 in the file): ~0.1% of the weights, each added to or multiplying a whole feature. With everything else at
-one byte, int8 lands at 0.5 + (2·scales + norms/biases)/bf16 bytes: 0.5013× for gpt2-124m; per-row scales make
-exactly 0.5× unreachable without storing something below 8 bits.
+one byte, int8 lands at 0.5 + (2·scales + norms/biases)/bf16 bytes: 0.5016× for gpt2-124m
+(experiments/results/quantize_bytes_2026-12-02.md); per-row scales make exactly 0.5× unreachable without storing
+something below 8 bits.
 Files written before positions were quantized (format 1) have no ``quantize_positions`` in their settings and load
 with a float table (``QuantConfig.from_dict``).
 """
