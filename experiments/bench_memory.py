@@ -138,10 +138,10 @@ def machine() -> dict:
             else f"MALLOC_MMAP_THRESHOLD_={os.environ['MALLOC_MMAP_THRESHOLD_']}"}
 
 
-def run_row(shape: str, batch: int, checkpointing: str, precision: str) -> dict:
+def run_row(shape: str, batch: int, checkpointing: str, precision: str, timeout: float = 1800) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("BENCH_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
     out = subprocess.run([sys.executable, __file__, "--child", shape, str(batch), checkpointing, precision],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     measured = json.loads(out.stdout.strip().splitlines()[-1])
@@ -177,10 +177,9 @@ NOTES = """## What this shows
   pages in), not with batch or parameters. Where live tensors are only 30–54 MB (nano, batch 32, bf16-mixed) that is
   −18%, the two rows that miss 15%. The model gets no term for it: a CPU runtime's per-process constant is no memory
   a GPU plan needs, and a constant fitted to this table would be a fudge. On an AMD EPYC (AVX2: no AMX or
-  AVX512-BF16, so torch does not send bf16 matmuls to oneDNN; `ONEDNN_VERBOSE=all` prints nothing) all 22 rows
-  measured there are within −3%…+13% in the mmap column, bf16-mixed included (second table, at the end; the two
-  gpt2-124m batch-4 bf16-mixed rows ran past the script's 30 minutes a row at emulated bf16 and are not
-  measured), and torch's own allocator (torch.profiler, `profile_memory=True`) peaks at 179.2 MB for nano 128 × 64
+  AVX512-BF16, so torch does not send bf16 matmuls to oneDNN; `ONEDNN_VERBOSE=all` prints nothing) all 24 rows
+  are within −3%…+13% in the mmap column, bf16-mixed included (second table, at the end), and torch's own
+  allocator (torch.profiler, `profile_memory=True`) peaks at 179.2 MB for nano 128 × 64
   bf16-mixed: 179.8 MB measured, 174.0 predicted.
 - **Under glibc's default allocator the prediction is 2–68% below the measured peak**: within 12% for the GPT-2
   124M shape, where weights and optimizer state (allocated once) dominate, but far off for the small shapes, whose
@@ -229,9 +228,10 @@ because TinyLlama's own README reports 56% for the same 24k tokens/s.
 
 HOST2_NOTES = """These rows come from re-runs of this script that got another machine (the table above was measured on
 the Intel host in the morning). On AVX2 bf16 matmuls are emulated (0.6 GFLOP/s against 40 for fp32 on one thread),
-so a bf16-mixed row takes minutes (micro) to half an hour (gpt2-124m, batch 4): the first re-run was stopped at a
-session's deadline (`--from-log` turned its progress lines into the JSON) and the next session measured the rest
-row by row (`--rows … --append`):
+so a bf16-mixed row takes minutes (micro) to ~24 minutes (gpt2-124m, batch 4): the first re-run was stopped at a
+session's deadline (`--from-log` turned its progress lines into the JSON) and the next sessions measured the rest
+row by row (`--rows … --append`; the last two rows as two processes side by side, one core each, `--timeout` raised
+past the 30-minute default):
 
     MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --raw /tmp/m.json \\
         --out /dev/null > /tmp/mmap.log      # stopped early
@@ -240,6 +240,9 @@ row by row (`--rows … --append`):
     MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --rows \\
         'micro:16:bf16-mixed:full' 'gpt2-124m:*:32-true:*' 'gpt2-124m:1:bf16-mixed:*' --append \\
         --raw experiments/results/memory_model_2026-12-02_epyc_mmap.json --out /dev/null
+    for c in none full; do MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py \\
+        --rows "gpt2-124m:4:bf16-mixed:$c" --append --timeout 5400 \\
+        --raw experiments/results/memory_model_2026-12-02_epyc_mmap.json --out /dev/null & done; wait
     .venv/bin/python experiments/bench_memory.py --report --before /tmp/memory_before.py \\
         --host2 experiments/results/memory_model_2026-12-02_epyc
 """
@@ -385,6 +388,9 @@ def main() -> None:
                              "e.g. 'micro:16:bf16-mixed:full' or 'gpt2-124m:*:32-true:*'")
     parser.add_argument("--append", action="store_true",
                         help="add the rows run to --raw's rows (replacing the same row) instead of overwriting it")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds one row may take (gpt2-124m batch 4 bf16-mixed needs ~40 min where bf16 is "
+                             "emulated, e.g. AVX2-only CPUs)")
     args = parser.parse_args()
     if args.from_log:
         Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows_from_log(args.from_log)}, indent=1))
@@ -404,7 +410,7 @@ def main() -> None:
                         if not any(fnmatch.fnmatch(f"{shape}:{batch}:{precision}:{ckpt}", pattern)
                                    for pattern in args.rows):
                             continue
-                        row = run_row(shape, batch, ckpt, precision)
+                        row = run_row(shape, batch, ckpt, precision, args.timeout)
                         print(f"{shape:10s} b={batch:<3d} {precision:10s} ckpt={ckpt:4s} measured "
                               f"{row['measured'] / MB:8.1f} MB ({row['seconds']}s)", flush=True)
                         rows.append(row)
