@@ -72,7 +72,8 @@ def test_tied_head_and_embedding_stay_one_matrix(tmp_path: Path) -> None:
 
 # int8 matrices and the position table alone are exactly 0.5x bf16, so with any scale the whole file is a little
 # above: the per-row scales (2 bytes per row), norms and biases (1 byte over half each) and the safetensors header
-# add ~1.2% here (n_embd 256, 0.506x; gpt2-124m: 0.5016x). int4 group 64: 4.5 bits per weight, 0.28x.
+# add ~1.2% here (n_embd 256, 0.506x; gpt2-124m weights without the header: 0.5016x). int4 group 64: 4.5 bits per
+# weight, 0.28x.
 @pytest.mark.parametrize("quant, bf16_ratio", [(QuantConfig("int8"), 0.508), (QuantConfig("int4", 64), 0.3)])
 def test_file_size_against_bf16(quant: QuantConfig, bf16_ratio: float, tmp_path: Path) -> None:
     """The whole file (scales, float norms and the safetensors header included) against the model's bf16 bytes."""
