@@ -144,3 +144,23 @@ def test_first_layer_map_matches_manual_computation(tiny) -> None:
 def test_attention_maps_need_explicit_attention(tiny) -> None:
     with pytest.raises(InputError, match="attention=explicit"):
         GPT(tiny(attention="sdpa")).attention_maps(torch.randint(0, 65, (1, 4)))
+
+
+def test_a_model_built_on_meta_loads_no_meta_kernels() -> None:
+    """Building on the meta device (a quantized file's skeleton, the planner's 10B shapes) must not run an init:
+    the first normal_ on a meta tensor imports torch's meta kernels, ~800 modules and ~70 MB resident, which was
+    half of what loading gpt2-124m's int8 weights added to a process. Run in a fresh interpreter (the imports are
+    once per process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from scratchllm.model import GPT, ModelConfig\n"
+            "before = len(sys.modules)\n"
+            "with torch.device('meta'):\n"
+            "    m = GPT(ModelConfig(vocab_size=50257, context_length=1024, n_layer=2, n_head=2, n_embd=64))\n"
+            "assert m.tok_emb.weight.is_meta and m.pos_emb.weight.is_meta\n"
+            "print(len(sys.modules) - before)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 20  # ~825 when the init ran on meta

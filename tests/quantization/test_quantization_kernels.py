@@ -150,3 +150,13 @@ def test_read_tensors_equals_safetensors_and_gives_aligned_storage(tmp_path) -> 
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(CheckpointError, match="truncated"):
         dict(read_tensors(path))
+
+
+@pytest.mark.skipif(not hasattr(torch.ops.aten, "_convert_weight_to_int4pack_for_cpu"), reason="no CPU int4 kernel")
+@pytest.mark.parametrize("rows", [32, int4.PACK_ROWS + 16, 2 * int4.PACK_ROWS])
+def test_int4_kernel_layout_in_chunks_equals_one_conversion(rows: int) -> None:
+    """The kernel layout is made PACK_ROWS rows at a time (a 50k-row head converted at once briefly took ~190 MB):
+    the bytes must equal torch's conversion of the whole matrix, a partial last chunk included."""
+    codes = torch.randint(0, 16, (rows, 256), dtype=torch.uint8, generator=torch.Generator().manual_seed(rows))
+    whole = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
+    assert torch.equal(int4._kernel_layout(int4.pack_nibbles(codes)), whole)

@@ -57,13 +57,23 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def _embedding(num: int, dim: int) -> nn.Embedding:
+    """``nn.Embedding``, except on the meta device (a quantized file's skeleton, a 10B shape for the planner): there
+    its own init is skipped, because the first ``normal_`` on a meta tensor imports torch's meta kernels (~800
+    modules, sympy included: ~70 MB resident, more than half of gpt2-124m's int8 weights). On a real device the
+    init runs as before, so a seed gives the same weights (``GPT.reset_parameters`` draws them again anyway)."""
+    if torch.empty(0).is_meta:  # under ``with torch.device("meta")``
+        return nn.Embedding(num, dim, _weight=torch.empty(num, dim))
+    return nn.Embedding(num, dim)
+
+
 class GPT(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         padded = config.padded_vocab_size
-        self.tok_emb = nn.Embedding(padded, config.n_embd)
-        self.pos_emb = nn.Embedding(config.context_length, config.n_embd) if config.position == "learned" else None
+        self.tok_emb = _embedding(padded, config.n_embd)
+        self.pos_emb = _embedding(config.context_length, config.n_embd) if config.position == "learned" else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm_f = build_norm(config)
@@ -77,6 +87,8 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------------------------------------- init
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        if self.lm_head.weight.is_meta:  # nothing to fill (see _embedding)
+            return
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layer)
         for module in self.modules():

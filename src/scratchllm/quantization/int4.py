@@ -58,6 +58,23 @@ def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack((packed & 0x0F, packed >> 4), dim=-1).flatten(-2)
 
 
+PACK_ROWS = 1024
+
+
+def _kernel_layout(qweight: torch.Tensor) -> torch.Tensor:
+    """torch's CPU int4 layout (out, in/2 bytes) of packed codes, converted ``PACK_ROWS`` rows at a time into a
+    buffer made first: the converter reads one int32 per code (8× the stored bytes), so the tied head of a 50k
+    vocabulary converted at once briefly held ~190 MB, more than the whole int4 model. 1,024 rows (a multiple of the
+    converter's row block, so the bytes are the same) need ~3 MB at width 768, a temporary the allocator reuses
+    from one chunk and one layer to the next instead of keeping freed blocks beside the live ones."""
+    rows, half = qweight.shape
+    out = torch.empty((rows, half), dtype=torch.uint8, device=qweight.device)
+    for start in range(0, rows, PACK_ROWS):
+        codes = unpack_nibbles(qweight[start:start + PACK_ROWS]).to(torch.int32)
+        out[start:start + codes.shape[0]] = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+    return out
+
+
 def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Rows of codes (…, in/2) with their scales/zeros (…, in/g) → float weights (…, in)."""
@@ -119,8 +136,7 @@ class Int4Linear(nn.Module):
         """torch's packed layout and its (groups, out, 2) scale/zero table, made once per weights and dtype."""
         key = (self.qweight.data_ptr(), self.qweight._version, dtype)
         if self._kernel is None or self._kernel[0] != key:
-            codes = unpack_nibbles(self.qweight).to(torch.int32)  # the converter reads one int32 per code
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+            packed = _kernel_layout(self.qweight)
             table = torch.stack((self.scales, self.zeros), dim=-1).transpose(0, 1).contiguous().to(dtype)
             self._kernel = (key, packed, table)
         return self._kernel[1], self._kernel[2]
