@@ -389,8 +389,8 @@ def main() -> None:
     parser.add_argument("--append", action="store_true",
                         help="add the rows run to --raw's rows (replacing the same row) instead of overwriting it")
     parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds one row may take (gpt2-124m batch 4 bf16-mixed needs ~40 min where bf16 is "
-                             "emulated, e.g. AVX2-only CPUs)")
+                        help="seconds one row may take (gpt2-124m batch 4 bf16-mixed took ~24 min on an idle AVX2-only "
+                             "CPU, where bf16 is emulated; more on a loaded one)")
     args = parser.parse_args()
     if args.from_log:
         Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows_from_log(args.from_log)}, indent=1))

@@ -87,7 +87,7 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------------------------------------- init
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        if self.lm_head.weight.is_meta:  # nothing to fill (see _embedding)
+        if any(p.is_meta for p in self.parameters()):  # nothing to fill (see _embedding)
             return
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layer)
