@@ -35,6 +35,16 @@ from pathlib import Path
 MODES = ("fp32", "bf16", "int8", "int4")
 
 
+def model_config(preset: str, quick: bool):  # noqa: ANN201 - a ModelConfig (imported late, with torch)
+    """The shape every mode and the bytes table measure: ``preset`` at context 1024, or tiny ones for ``--quick``."""
+    from scratchllm.model.presets import load_preset
+
+    cfg = load_preset(preset, context_length=1024)
+    if quick:
+        cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
+    return cfg
+
+
 def _one_mode(args: argparse.Namespace) -> dict:
     """Run in a subprocess: build (or load) the model in one mode, decode, report bytes, RSS and speed."""
     import torch
@@ -42,16 +52,13 @@ def _one_mode(args: argparse.Namespace) -> dict:
     from scratchllm.checkpoint import CheckpointMeta
     from scratchllm.generation import generate
     from scratchllm.model import GPT
-    from scratchllm.model.presets import load_preset
     from scratchllm.quantization import QuantConfig, load_quantized, quantize_model, save_quantized, weight_bytes
 
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
     base_rss = _current_rss()  # the interpreter, torch and scratchllm imported: what every mode pays
-    cfg = load_preset(args.preset, context_length=1024)
-    if args.quick:
-        cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
+    cfg = model_config(args.preset, args.quick)
     disk = None
     if args.file:  # int8/int4: what `generate ckpt_path=<quantized file>` does, float weights never built
         model, _ = load_quantized(args.file)
@@ -112,12 +119,9 @@ def _bytes_table(preset: str, quick: bool) -> None:
     import torch
 
     from scratchllm.model import GPT
-    from scratchllm.model.presets import load_preset
     from scratchllm.quantization import QuantConfig, quantize_model, weight_bytes
 
-    cfg = load_preset(preset, context_length=1024)
-    if quick:
-        cfg = cfg.replace(n_layer=2, n_embd=128, n_head=2, n_kv_head=2, mlp_hidden=512, vocab_size=1000)
+    cfg = model_config(preset, quick)
     methods = [("bf16", None), ("int8", QuantConfig("int8"))]
     methods += [(f"int4 group {g}", QuantConfig("int4", g)) for g in (32, 64, 128)]
     print(f"| {preset}: method | weights MiB | weights MB | ×bf16 |\n|---|---:|---:|---:|")
