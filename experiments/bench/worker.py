@@ -26,6 +26,7 @@ from bench.memory import peak_rss_mib, rss_mib
 from bench.plain_loop import train_plain
 from bench.plan import Job
 from bench.timing import StepTimer
+from scratchllm.heap import apply_heap
 from scratchllm.model import ModelConfig, flops_per_token, param_report
 
 
@@ -37,6 +38,7 @@ def run_job(job: Job, work_dir: Path, profile_path: str | None = None) -> dict[s
     work_dir.mkdir(parents=True, exist_ok=True)
     baseline_rss = rss_mib()
     cfg = compose_job_config(job, work_dir)
+    apply_heap(cfg.get("heap"))  # the plain loop too: both loops run on the heap run.train sets up
     started = time.perf_counter()
     if job.loop == "plain":
         timer = StepTimer(job.warmup, job.steps, job.device, profile_path)

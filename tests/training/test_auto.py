@@ -160,13 +160,14 @@ def test_train_prints_and_records_the_choices(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     lines = [line.split(" - ", 1)[-1] for line in out.splitlines() if "fast path: " in line]
-    assert [line.split("=")[0] for line in lines] == ["fast path: precision", "fast path: compile",
-                                                      "fast path: model.attention"]
+    assert [line.split("=")[0] for line in lines] == ["fast path: heap", "fast path: precision",
+                                                      "fast path: compile", "fast path: model.attention"]
     assert "compile=False: 3 steps < compile_min_steps" in out
     result = json.loads(next(tmp_path.glob("logs/train/runs/*/result.json")).read_text())
     assert result["fast_path"]["compile"] is False and result["fast_path"]["model.attention"] == "sdpa"
     assert result["fast_path"]["precision"] in ("bf16-mixed", "32-true")
     assert result["fast_path"]["trainer.max_steps"] == 3 and result["global_step"] == 3
+    assert result["fast_path"]["heap"] in ("keep", "default")
 
 
 def test_train_without_a_compiler_runs_eager_with_one_line(tmp_path):

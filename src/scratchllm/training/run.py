@@ -17,9 +17,10 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.heap import apply_heap
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training import auto
 from scratchllm.training.callbacks import FitResults
@@ -158,6 +159,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = apply_threads(cfg.get("threads"))
     if threads.threads:
         log.info("torch threads: %d (%s)", threads.threads, threads.reason)
+    heap = apply_heap(cfg.get("heap"))  # before the first step allocates: freed activations stay for the next
+    log.info("fast path: %s", heap.line())
+    with open_dict(cfg):
+        cfg.heap = heap.value  # the run's config records what ran, as for the other auto settings
     # `last` = the newest last.ckpt of this task's runs (logs/train/…), not of every task under logs/
     ckpt_path, resumed_steps = _resume_target(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name)
     # precision / compile / attention / max_steps `auto` → this machine's values (a resume keeps its length)
@@ -217,7 +222,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     result: dict[str, Any] = {"model": model_config.name, "params": report.total, "tokenizer": tokenizer.name,
                               "threads": torch.get_num_threads(),
-                              "fast_path": {d.name: d.value for d in fast_path}}
+                              "fast_path": {**{d.name: d.value for d in fast_path}, "heap": heap.value}}
     if cfg.get("adapter") or hasattr(module.objective, "attach"):  # only part of the model trains
         result["trainable_params"] = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
     fit_start = time.perf_counter()
