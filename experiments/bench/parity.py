@@ -5,7 +5,7 @@ tokens, and a validation loss within ``--tolerance`` (the issue: 0.02) of the ea
 configuration is a full ``python -m scratchllm.train`` run in its own process; the figures come from its
 result.json (``train_seconds`` counts compile time and excludes validation).
 
-    python experiments/bench/parity.py                       # micro, 400 steps, batch 12 × 256, ~11 min here
+    python experiments/bench/parity.py                       # micro, 400 steps, batch 12 × 256: eager fp32 vs auto
     python experiments/bench/parity.py --steps 20 --tag quick
 
 Writes experiments/results/parity_<date>[_<tag>].{md,csv} with the machine, versions and this command.
@@ -36,10 +36,13 @@ CONFIGS = {
     "bf16-mixed eager": ["precision=bf16-mixed", "compile=false", "model.attention=sdpa", "optim.fused=true"],
     "bf16-mixed + compile + explicit attention + fused AdamW": [
         "precision=bf16-mixed", "compile=true", "model.attention=explicit", "optim.fused=true"],
+    # what a default run picks on this machine (training/auto.py); compile_min_steps=1 so that a 400-step
+    # parity run is treated like the long runs auto compiles (it would stay eager under 1,000 steps)
+    "auto defaults": ["precision=auto", "compile=auto", "model.attention=auto", "compile_min_steps=1"],
 }
 
 
-FIRST, BEST = list(CONFIGS)[0], list(CONFIGS)[-1]
+FIRST, AUTO = list(CONFIGS)[0], "auto defaults"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the tinyshakespeare file")
     p.add_argument("--tolerance", type=float, default=0.02)
-    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=[FIRST, BEST],
-                   help="default: the reference and the fastest")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=[FIRST, AUTO],
+                   help="default: the reference and the auto defaults")
     p.add_argument("--tag", default=None)
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> Path:
             val = result["curve"][-1]["val_loss"]
             rows.append({"config": name, "overrides": " ".join(CONFIGS[name]), "tokens": result["tokens_seen"],
                          "train_seconds": result["train_seconds"], "val_loss": val,
-                         "tokens_per_s": result["tokens_seen"] / result["train_seconds"]})
+                         "tokens_per_s": result["tokens_seen"] / result["train_seconds"],
+                         "resolved": " ".join(f"{k}={v}" for k, v in result["fast_path"].items())})
     ref = rows[0]
     machine = machine_info("cpu")
     argv_used = sys.argv[1:] if argv is None else argv
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
                      f"{r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / ref['tokens_per_s']:.2f}× | "
                      f"{r['val_loss']:.4f} | {delta:+.4f} |")
     lines.append("")
+    lines += [f"- {r['config']} ran with: `{r['resolved']}`" for r in rows]
     for r in rows[1:]:
         ok = abs(r["delta"]) <= args.tolerance
         lines.append(f"- {r['config']}: |Δ val loss| = {abs(r['delta']):.4f} (≤ {args.tolerance}) → "

@@ -28,4 +28,6 @@ def test_recipes_and_targets_are_the_issues():
 def test_parity_compares_the_fast_path_with_eager_fp32():
     args = parity.parse_args([])
     assert args.configs[0] == parity.FIRST and "precision=32-true" in parity.CONFIGS[parity.FIRST]
-    assert "compile=true" in parity.CONFIGS[args.configs[-1]] and args.tolerance == 0.02
+    # the default comparison is the auto defaults (what a default run picks here), allowed to compile
+    assert args.configs[-1] == parity.AUTO and args.tolerance == 0.02
+    assert "precision=auto" in parity.CONFIGS[parity.AUTO] and "compile_min_steps=1" in parity.CONFIGS[parity.AUTO]
