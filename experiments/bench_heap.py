@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,15 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import header_lines, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"nano": ["model=nano"], "micro": ["model=micro", "data.batch_size=12"]}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+def child_env() -> dict[str, str]:
+    """This environment without allocator settings, so ``heap=default`` really is glibc's own thresholds."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
 
 
 def run_once(model: str, steps: int, heap: str, work: Path) -> dict:
@@ -40,7 +41,8 @@ def run_once(model: str, steps: int, heap: str, work: Path) -> dict:
     log = work / "run.log"
     started = time.perf_counter()
     with open(log, "w") as f:  # wait4: this child's own rusage (RUSAGE_CHILDREN's maxrss is over all children)
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                env=child_env())
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -61,6 +63,7 @@ def main() -> None:
     args = p.parse_args()
     plan = [("nano", 100)] if args.quick else [("nano", 600), ("micro", 60)]
     pairs = 1 if args.quick else args.pairs
+    machine = machine_info("cpu")  # before the runs: the load average is the idle machine's
     rows = []
     with tempfile.TemporaryDirectory(prefix="scratchllm-heap-") as tmp:
         work = Path(tmp)
@@ -79,9 +82,9 @@ def main() -> None:
                    for h, rs in runs.items()}
             ratios = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs["keep"], runs["default"])]
             rows.append((model, steps, med, ratios, runs["keep"][0]["heap"]))
+    command = "python " + " ".join(shlex.quote(a) for a in ["experiments/bench_heap.py", *sys.argv[1:]])
     lines = [f"# heap=keep against glibc's defaults ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"- command: `python experiments/bench_heap.py{' --quick' if args.quick else ''}`",
-             f"- machine: {cpu_model()}, 2 cores; python {platform.python_version()}",
+             *header_lines(machine, command),
              "- each run: `python -m scratchllm.train model=… trainer.max_steps=N compile=true validate=false "
              "sample.max_new_tokens=0 heap=keep|default`, fresh process, warm compile cache, pairs alternating; "
              "medians (faults / step: the whole process's minor page faults ÷ steps, start-up included)", "",

@@ -38,17 +38,18 @@ RESULTS = REPO / "experiments" / "results"
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
 
 
+OPTIMIZER_OPS = ("aten::lerp_", "aten::addcmul_", "aten::addcdiv_", "aten::sqrt", "aten::div_", "aten::mul_",
+                 "aten::linalg_vector_norm")  # what foreach AdamW and clip_grad_norm_ run per tensor on CPU
+
+
 def category(name: str) -> str:
     if name in MATMULS:
         return "matrix products (oneDNN / MKL)"
     if name.startswith(("graph_", "cpp_fused", "kernel_cpp")):
         return "Inductor kernels (fused elementwise / reductions)"
-    if name.startswith(("aten::_foreach", "aten::_fused_adam", "Optimizer.")) or name in (
-            "aten::lerp_", "aten::addcmul_", "aten::addcdiv_", "aten::sqrt", "aten::div_", "aten::mul_"):
+    if name.startswith(("aten::_foreach", "aten::_fused_adam", "Optimizer.")) or name in OPTIMIZER_OPS:
         return "optimizer (AdamW) and clipping"
-    if name.startswith("aten::") and ("norm" in name or name in ("aten::mul", "aten::stack", "aten::clamp")):
-        return "optimizer (AdamW) and clipping"
-    return "other (copies, casts, autograd, Python)"
+    return "other (eager elementwise ops, copies, casts, autograd, Python)"
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -4,9 +4,9 @@ Why it matters: with glibc's defaults, a freed block above the (dynamic) mmap th
 with ``munmap``, and the top of the heap is trimmed as soon as 128 KiB of it are free. A training step frees
 almost all of its activations at the end of the backward pass and allocates them again in the next forward, so
 every step asks the kernel for the same pages again: each first touch is a page fault that zeroes 4 KiB. On a
-2-core AMD EPYC (Zen 5) the compiled bf16 step of ``micro`` took ~35-41k minor faults and ~90 ms of system time
-per step; keeping freed memory in the heap took them to ~0 and the step from ~450 to ~410-440 ms
-(``experiments/results/heap_2026-12-03.md``).
+2-core AMD EPYC (Zen 5) the compiled ``nano`` run took 5,358 minor faults per step (whole process, start-up
+included) and 7.5 s of system time over 600 steps; with the heap kept, 378 and 1.2 s, and 1.17× the tokens/s
+(``micro``: 1.16×, pairs 0.98-1.19; the same peak RSS; ``experiments/results/heap_2026-12-03.md``).
 
 ``keep`` sets two of glibc's knobs through ``mallopt``, in this process, before the model is built:
 
@@ -14,10 +14,11 @@ per step; keeping freed memory in the heap took them to ~0 and the step from ~45
   mapped and faulted in again (larger ones — a 50k-vocabulary logits tensor — still use mmap);
 - ``M_TRIM_THRESHOLD`` = 2 GiB: free memory at the top of the heap stays mapped for the next step.
 
-The cost: the resident set stays at the step's high-water mark between steps instead of falling back (the peak is
-the same). ``default`` leaves glibc alone; ``auto`` is ``keep`` on Linux with glibc unless the environment already
-sets the allocator (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``, or a preloaded allocator such as jemalloc or
-tcmalloc) — the memory benchmark's ``MALLOC_MMAP_THRESHOLD_=65536`` is respected.
+The cost: the resident set stays at the step's high-water mark between steps instead of falling back (the peak
+was the same in the runs above). ``default`` leaves glibc alone; ``auto`` is ``keep`` for CPU training on Linux
+with glibc, unless the environment already sets the allocator (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``, or a
+preloaded allocator such as jemalloc or tcmalloc: ``MALLOC_MMAP_THRESHOLD_=65536``, which makes CPU peaks follow
+the live tensors, is respected), and ``default`` on a GPU (the step's memory is the GPU's).
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ def _environment_sets_allocator(environ: dict[str, str]) -> str | None:
     return None
 
 
-def choose_heap(setting: str | None, environ: dict[str, str] | None = None, libc: str | None = None) -> HeapChoice:
-    """What ``heap=setting`` becomes in this process (``libc``: the C library's name, for tests)."""
+def choose_heap(setting: str | None, environ: dict[str, str] | None = None, libc: str | None = None,
+                kind: str = "cpu") -> HeapChoice:
+    """What ``heap=setting`` becomes in this process (``libc``: the C library's name, for tests; ``kind``: the
+    device the run trains on, ``cpu`` or ``cuda``)."""
     setting = "auto" if setting is None else str(setting)
     if setting not in CHOICES:
         raise ConfigError(f"heap must be one of {', '.join(CHOICES)}; got {setting!r}")
@@ -71,6 +74,8 @@ def choose_heap(setting: str | None, environ: dict[str, str] | None = None, libc
         if setting == "keep":
             raise ConfigError(f"heap=keep tunes glibc's malloc, and this C library is {why}; use heap=auto")
         return HeapChoice("default", f"{why}: nothing to tune")
+    if setting == "auto" and kind != "cpu":
+        return HeapChoice("default", f"training on {kind}: the step's tensors are not in the CPU heap")
     if setting == "auto":
         env = _environment_sets_allocator(dict(os.environ) if environ is None else environ)
         if env:
@@ -79,13 +84,15 @@ def choose_heap(setting: str | None, environ: dict[str, str] | None = None, libc
                               "below 2 GiB): no page faults for memory the last step freed")
 
 
-def apply_heap(setting: str | None) -> HeapChoice:
-    """Choose and apply; returns the choice (logged by the caller)."""
-    choice = choose_heap(setting)
+def apply_heap(setting: str | None, kind: str = "cpu") -> HeapChoice:
+    """Choose and apply in this process; returns the choice (logged by the caller). Also called in every training
+    process a strategy spawns (``FitResults.setup``): ``mallopt`` is per process."""
+    choice = choose_heap(setting, kind=kind)
     if choice.value == "keep":
         libc = ctypes.CDLL(None)
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD,
-                                                                                   TRIM_THRESHOLD) == 1
-        if not ok:
-            return HeapChoice("default", "mallopt refused the thresholds; glibc's defaults stay")
+        if libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1:
+            return HeapChoice("default", "mallopt refused the mmap threshold; glibc's defaults stay")
+        if libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
+            return HeapChoice("keep", "mmap threshold 32 MiB set, but mallopt refused the trim threshold: the top "
+                                      "of the heap is still trimmed")
     return choice

@@ -22,7 +22,7 @@ from scratchllm.training.run import train
 def run(tmp_path: Path, output: str, *overrides: str) -> Path:
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.root_dir={tmp_path}", "threads=null", *overrides],
+        cfg = compose("train", overrides=[f"paths.root_dir={tmp_path}", "threads=null", "heap=default", *overrides],
                       return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = cfg.hydra.runtime.output_dir = str(tmp_path / output)

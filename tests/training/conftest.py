@@ -52,6 +52,7 @@ def make_cfg(tmp_path: Path, data_cache: Path) -> Callable[..., DictConfig]:
                     f"paths.root_dir={tmp_path}",
                     f"paths.cache_dir={data_cache}",
                     "threads=null",  # in-process: keep the test session's thread pin (tests/conftest.py)
+                    "heap=default",  # and its allocator: mallopt would change the pytest process for good
                     *overrides,
                 ],
                 return_hydra_config=True,

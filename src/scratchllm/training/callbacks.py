@@ -103,6 +103,17 @@ class FitResults(L.Callback):
 
     PREFIX = "fit/"
 
+    def __init__(self, heap: str = "default") -> None:
+        self.heap = heap
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # the heap setting run.train applied in its own process, in every process that trains (ddp_spawn's ranks
+        # start as fresh interpreters; mallopt is per process)
+        if self.heap == "keep":
+            from scratchllm.heap import apply_heap
+
+            apply_heap("keep")
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics  # Lightning's own dict: what it sends back from a spawned rank 0
         metrics[self.PREFIX + "global_step"] = torch.tensor(trainer.global_step)

@@ -109,6 +109,7 @@ def _hparams_for_logging(cfg: DictConfig, model_config: ModelConfig, tokenizer_n
         },
         "seed": cfg.seed,
         "compile": cfg.compile,
+        "heap": cfg.get("heap"),
     }
 
 
@@ -159,7 +160,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = apply_threads(cfg.get("threads"))
     if threads.threads:
         log.info("torch threads: %d (%s)", threads.threads, threads.reason)
-    heap = apply_heap(cfg.get("heap"))  # before the first step allocates: freed activations stay for the next
+    # before the first step allocates: freed activations stay for the next (FitResults repeats it in spawned ranks)
+    heap = apply_heap(cfg.get("heap"), auto.device_kind(cfg.trainer.get("accelerator")))
     log.info("fast path: %s", heap.line())
     with open_dict(cfg):
         cfg.heap = heap.value  # the run's config records what ran, as for the other auto settings
@@ -209,7 +211,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = _instantiate_dict(cfg.get("logger"))
     # FitResults: the fit's real step count etc. for result.json, also from ddp_spawn's child processes
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), FitResults()]
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), FitResults(heap=heap.value)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      plugins=[SafeCheckpointIO()])
     hparams = _hparams_for_logging(cfg, model_config, tokenizer.name)

@@ -175,7 +175,7 @@ def test_prepare_then_train_two_steps(tmp_path, corpus, run_prepare) -> None:
                 "model=nano", "model.context_length=32", "data=shards", f"data.path={res.output}",
                 "data.batch_size=4", "data.max_val_windows=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
                 "trainer.log_every_n_steps=1", "scheduler.warmup_steps=1", "sample.max_new_tokens=8",
-                "logger=csv", f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"])
+                "logger=csv", "heap=default", f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"])
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")
             cfg.hydra.runtime.output_dir = str(tmp_path / "run")

@@ -139,7 +139,7 @@ def test_shards_train(corpus, tmp_path, no_network) -> None:
             cfg = compose("train", return_hydra_config=True, overrides=[
                 "model=nano", "model.context_length=32", "data=shards", f"data.path={res.output}",
                 "data.batch_size=4", "data.max_val_windows=4", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                "scheduler.warmup_steps=1", "sample.max_new_tokens=4", "logger=csv",
+                "scheduler.warmup_steps=1", "sample.max_new_tokens=4", "logger=csv", "heap=default",
                 f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"])
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")
