@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.machine import header_lines, machine_info
+from scratchllm.heap import without_allocator_env
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"nano": ["model=nano"], "micro": ["model=micro", "data.batch_size=12"]}
@@ -30,8 +31,7 @@ MODELS = {"nano": ["model=nano"], "micro": ["model=micro", "data.batch_size=12"]
 
 def child_env() -> dict[str, str]:
     """This environment without allocator settings, so ``heap=default`` really is glibc's own thresholds."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    return without_allocator_env(dict(os.environ))
 
 
 def run_once(model: str, steps: int, heap: str, work: Path) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scratchllm.errors import ConfigError
-from scratchllm.heap import choose_heap
+from scratchllm.heap import choose_heap, without_allocator_env
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 _THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -32,6 +32,19 @@ def test_auto_keeps_on_glibc_unless_the_environment_sets_the_allocator():
     assert choose_heap("default", environ={}, libc="glibc").value == "default"
     gpu = choose_heap("auto", environ={}, libc="glibc", kind="cuda")  # a GPU run's step memory is the GPU's
     assert gpu.value == "default" and "cuda" in gpu.reason
+
+
+def test_children_started_without_the_allocator_variables_get_auto_keep():
+    """What auto respects is exactly what the benchmark and the fault test scrub for their children."""
+    env = {"MALLOC_MMAP_THRESHOLD_": "65536", "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0",
+           "LD_PRELOAD": "libtcmalloc.so", "PATH": "/bin", "MALLOC_ARENA_MAX": "2"}
+    scrubbed = without_allocator_env(env)
+    assert scrubbed == {"PATH": "/bin", "MALLOC_ARENA_MAX": "2"}
+    assert choose_heap("auto", environ=env, libc="glibc").value == "default"
+    assert choose_heap("auto", environ=scrubbed, libc="glibc").value == "keep"
+    # tunables for other parts of glibc and a preload that is not an allocator are not the allocator's settings
+    other = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "LD_PRELOAD": "libfakeroot.so"}
+    assert without_allocator_env(other) == other
 
 
 def test_other_c_libraries_and_bad_values():
@@ -70,8 +83,7 @@ print(sum(faults[1:]))
 @pytest.mark.skipif(not GLIBC, reason="heap=keep tunes glibc's malloc")
 @pytest.mark.skipif(THP_ALWAYS, reason="transparent huge pages 'always': the heap faults in 2 MiB at a time")
 def test_keep_stops_page_faults_for_memory_freed_before():
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    env = without_allocator_env(dict(os.environ))
     faults = {}
     for heap in ("keep", "default"):
         out = subprocess.run([sys.executable, "-c", _ROUNDS, heap], capture_output=True, text=True, env=env,

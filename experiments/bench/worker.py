@@ -38,9 +38,9 @@ def run_job(job: Job, work_dir: Path, profile_path: str | None = None) -> dict[s
     work_dir.mkdir(parents=True, exist_ok=True)
     baseline_rss = rss_mib()
     cfg = compose_job_config(job, work_dir)
-    apply_heap(cfg.get("heap"))  # the plain loop too: both loops run on the heap run.train sets up
     started = time.perf_counter()
     if job.loop == "plain":
+        apply_heap(cfg.get("heap"), job.device)  # what run.train sets up for the Lightning loops: both alike
         timer = StepTimer(job.warmup, job.steps, job.device, profile_path)
         model = train_plain(cfg, timer, job.device)
         summary = {**timer.summary(), "model_config": model.config.to_dict()}

@@ -47,15 +47,32 @@ class HeapChoice:
         return f"heap={self.value}: {self.reason}"
 
 
-def _environment_sets_allocator(environ: dict[str, str]) -> str | None:
-    for name in _ENV:
-        if name in environ:
-            return f"{name} is set in the environment"
+def allocator_env(environ: dict[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` that set the allocator: glibc's ``MALLOC_*_`` thresholds, ``GLIBC_TUNABLES``
+    with ``glibc.malloc`` keys, an ``LD_PRELOAD`` of another malloc (jemalloc, tcmalloc)."""
+    found = {name: environ[name] for name in _ENV if name in environ}
     if "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""):
-        return "GLIBC_TUNABLES sets glibc.malloc"
+        found["GLIBC_TUNABLES"] = environ["GLIBC_TUNABLES"]
     preload = environ.get("LD_PRELOAD", "")
     if "malloc" in preload or "jemalloc" in preload:
-        return f"LD_PRELOAD={preload} replaces the allocator"
+        found["LD_PRELOAD"] = preload
+    return found
+
+
+def without_allocator_env(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` less ``allocator_env``'s variables: a child started with it runs on glibc's own thresholds
+    (benchmarks and tests that compare ``heap=keep`` with ``default``)."""
+    drop = allocator_env(environ)
+    return {name: value for name, value in environ.items() if name not in drop}
+
+
+def _environment_sets_allocator(environ: dict[str, str]) -> str | None:
+    for name, value in allocator_env(environ).items():
+        if name == "GLIBC_TUNABLES":
+            return "GLIBC_TUNABLES sets glibc.malloc"
+        if name == "LD_PRELOAD":
+            return f"LD_PRELOAD={value} replaces the allocator"
+        return f"{name} is set in the environment"
     return None
 
 
