@@ -11,6 +11,7 @@ Prints the plan (Markdown) and writes it with its JSON and launch scripts; nothi
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def _main(cfg: DictConfig) -> None:
         shape = resolve_shape(cfg.params, model, cfg.context, int(cfg.vocab_size))
         plan = make_plan(shape, acc, int(cfg.gpus), tokens=cfg.tokens, precision=str(cfg.precision))
         out = Path(cfg.out or f"plans/{shape.config.name}-{plan.devices}x{acc.name}")
-        print(write_plan(plan, out))
+        command = shlex.join(["python", "-m", "scratchllm.plan", *sys.argv[1:]])
+        print(write_plan(plan, out, command=command))
         print(f"written: {out}/plan.md, plan.json, launch_torchrun.sh, launch_slurm.sbatch", file=sys.stderr)
 
 

@@ -1,5 +1,6 @@
 """experiments/plans/ holds the planner's output for 1B on 8×H100 and 10B on 64×H100: it must be what the
-planner gives today (regenerate with the commands in README's "Scaling up")."""
+planner gives today, made by the command each plan.md records (README's "Scaling up" commands with
+``out=experiments/plans/<folder>``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from scratchllm.planning import get_accelerator, make_plan, resolve_shape
 from scratchllm.planning.render import plan_dict, plan_markdown, torchrun_script
+from scratchllm.planning.write import with_command
 
 PLANS = Path(__file__).resolve().parents[2] / "experiments" / "plans"
 
@@ -18,8 +20,10 @@ PLANS = Path(__file__).resolve().parents[2] / "experiments" / "plans"
 def test_committed_plan_is_current(params, gpus):
     plan = make_plan(resolve_shape(params, None, None, 32000), get_accelerator("h100"), gpus)
     folder = PLANS / f"{plan.shape.config.name}-{gpus}xh100"
-    assert json.loads((folder / "plan.json").read_text()) == json.loads(json.dumps(plan_dict(plan)))
-    assert (folder / "plan.md").read_text().strip() == plan_markdown(plan).strip()
+    command = f"python -m scratchllm.plan params={params} gpus={gpus} gpu=h100 out=experiments/plans/{folder.name}"
+    written = json.loads((folder / "plan.json").read_text())
+    assert written == {"made_by": command, **json.loads(json.dumps(plan_dict(plan)))}
+    assert (folder / "plan.md").read_text().strip() == with_command(plan_markdown(plan), command).strip()
     assert (folder / "launch_torchrun.sh").read_text() == torchrun_script(plan)
 
 

@@ -28,6 +28,9 @@ def test_plan_1b_on_8_h100_writes_markdown_json_and_launchers(tmp_path):
     t = data["training"]
     assert t["micro_batch"] * 8 * t["accumulation"] == t["global_batch_seqs"]
     assert (out / "plan.md").read_text().strip() == r.stdout.strip()
+    # the plan says what made it, so it can be remade (or remade with one value changed)
+    assert "Made by `python -m scratchllm.plan params=1b gpus=8 gpu=h100`." in r.stdout.splitlines()[:3]
+    assert data["made_by"] == "python -m scratchllm.plan params=1b gpus=8 gpu=h100"
     assert "## Memory per device" in r.stdout and "GPU-hours" in r.stdout
     torchrun = (out / "launch_torchrun.sh").read_text()
     assert "torchrun --nnodes=1 --nproc-per-node=8" in torchrun and "-m scratchllm.train model=llama-1b" in torchrun

@@ -10,13 +10,24 @@ from scratchllm.planning.recipe import Plan, what_would_fit
 from scratchllm.planning.render import plan_dict, plan_markdown, slurm_script, torchrun_script
 
 
-def write_plan(plan: Plan, out: Path, *, strict: bool = True) -> str:
-    """Write the plan's files into ``out`` and return its Markdown. A plan that fits no configuration is still
-    written (its Markdown says what would fit), then refused as a one-line error when ``strict``."""
+def with_command(markdown: str, command: str | None) -> str:
+    """The plan's Markdown with the command that made it under the title (so a plan found in a folder can be
+    remade, or remade with one value changed)."""
+    if not command:
+        return markdown
+    title, _, rest = markdown.partition("\n")
+    return f"{title}\n\nMade by `{command}`.\n{rest}"
+
+
+def write_plan(plan: Plan, out: Path, *, strict: bool = True, command: str | None = None) -> str:
+    """Write the plan's files into ``out`` and return its Markdown (``command``: the command line that asked for
+    it, recorded in plan.md and plan.json). A plan that fits no configuration is still written (its Markdown says
+    what would fit), then refused as a one-line error when ``strict``."""
     out.mkdir(parents=True, exist_ok=True)
-    text = plan_markdown(plan)
+    text = with_command(plan_markdown(plan), command)
     (out / "plan.md").write_text(text + "\n", encoding="utf-8")
-    (out / "plan.json").write_text(json.dumps(plan_dict(plan), indent=2) + "\n", encoding="utf-8")
+    data = plan_dict(plan) if not command else {"made_by": command, **plan_dict(plan)}
+    (out / "plan.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if plan.chosen is None:
         if strict:
             raise ConfigError(f"{plan.shape.config.name} does not fit {plan.devices} × {plan.accelerator.name}: "
