@@ -160,3 +160,27 @@ def test_int4_kernel_layout_in_chunks_equals_one_conversion(rows: int) -> None:
     codes = torch.randint(0, 16, (rows, 256), dtype=torch.uint8, generator=torch.Generator().manual_seed(rows))
     whole = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
     assert torch.equal(int4._kernel_layout(int4.pack_nibbles(codes)), whole)
+
+
+@pytest.mark.skipif(not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"), reason="no CPU int4 kernel")
+def test_int4_kernel_layout_is_made_once_per_codes_and_the_table_follows_the_scales(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching float32 / bfloat16 inputs remakes only the small scale table, not the slow kernel layout; an
+    in-place change of the codes or of the scales is picked up (the cache keys on each tensor's version)."""
+    layer = Int4Linear.from_linear(linear(), 32, False)
+    conversions = []
+    real = int4._kernel_layout
+    monkeypatch.setattr(int4, "_kernel_layout", lambda q: conversions.append(1) or real(q))
+    x = torch.randn(3, 128)
+    layer(x), layer(x.bfloat16()), layer(x)
+    assert len(conversions) == 1
+    with torch.no_grad():
+        layer.scales.mul_(2)
+    torch.testing.assert_close(layer(x), int4.reference_int4_linear(x, layer.qweight, layer.scales, layer.zeros,
+                                                                    layer.bias), atol=1e-4, rtol=1e-4)
+    assert len(conversions) == 1
+    with torch.no_grad():
+        layer.qweight.copy_(layer.qweight.flip(0))
+    torch.testing.assert_close(layer(x), int4.reference_int4_linear(x, layer.qweight, layer.scales, layer.zeros,
+                                                                    layer.bias), atol=1e-4, rtol=1e-4)
+    assert len(conversions) == 2

@@ -109,7 +109,10 @@ class Int4Linear(nn.Module):
         self.register_buffer("zeros", torch.empty(out_features, groups, dtype=SCALE_DTYPE, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device), requires_grad=False) \
             if bias else None
-        self._kernel: tuple[tuple[int, int, torch.dtype], torch.Tensor, torch.Tensor] | None = None
+        # torch's kernel layout of the codes, and the scale/zero table per activation dtype, each with the state
+        # (address, in-place version) of what it was made from: remade only when that changed.
+        self._kernel_codes: tuple[tuple[int, int], torch.Tensor] | None = None
+        self._kernel_tables: dict[torch.dtype, tuple[tuple[tuple[int, int], ...], torch.Tensor]] = {}
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int, symmetric: bool) -> "Int4Linear":
@@ -129,17 +132,21 @@ class Int4Linear(nn.Module):
         out = super()._apply(fn, recurse)
         if self.scales.dtype != SCALE_DTYPE:
             self.scales, self.zeros = scales.to(self.scales.device), zeros.to(self.zeros.device)
-        self._kernel = None
+        self._kernel_codes, self._kernel_tables = None, {}
         return out
 
     def _kernel_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """torch's packed layout and its (groups, out, 2) scale/zero table, made once per weights and dtype."""
-        key = (self.qweight.data_ptr(), self.qweight._version, dtype)
-        if self._kernel is None or self._kernel[0] != key:
-            packed = _kernel_layout(self.qweight)
+        """torch's packed layout (made once per codes: the slow part) and its (groups, out, 2) scale/zero table in
+        ``dtype`` (made once per scales, zeros and dtype: switching float32 / bf16 inputs only remakes the table)."""
+        codes_state = (self.qweight.data_ptr(), self.qweight._version)
+        if self._kernel_codes is None or self._kernel_codes[0] != codes_state:
+            self._kernel_codes = (codes_state, _kernel_layout(self.qweight))
+        table_state = ((self.scales.data_ptr(), self.scales._version), (self.zeros.data_ptr(), self.zeros._version))
+        cached = self._kernel_tables.get(dtype)
+        if cached is None or cached[0] != table_state:
             table = torch.stack((self.scales, self.zeros), dim=-1).transpose(0, 1).contiguous().to(dtype)
-            self._kernel = (key, packed, table)
-        return self._kernel[1], self._kernel[2]
+            self._kernel_tables[dtype] = cached = (table_state, table)
+        return self._kernel_codes[1], cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features
