@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from scratchllm.errors import ConfigError, DataError
 from scratchllm.evaluation.builtin import N_CHOICES, builtin_task, next_line_items, next_word_items, spelling_items
@@ -32,6 +33,25 @@ def test_a_model_that_knows_the_answers_scores_full_marks(alphabet_tokenizer):
     # "de" → "fgh" then a newline (the stop string); "a" → "bcdefgh" (an answer with spaces around it); "f" → "gh"
     assert gen["exact_match"] == pytest.approx(2 / 3)
     assert core_score({"mc": mc, "gen": gen}) == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_a_generation_task_packs_a_bf16_model_once(alphabet_tokenizer, monkeypatch):
+    """Every answer of a task runs in one decode session: the shortcuts (and a bf16 model's packed weights) are
+    made for the first item and reused, not remade per item; the answers are those of the float32 model."""
+    import scratchllm.generation.fastpath as fastpath
+
+    made = []
+
+    class Counted(fastpath.DecodeShortcuts):
+        def __init__(self, model):
+            made.append(model)
+            super().__init__(model)
+
+    monkeypatch.setattr(fastpath, "DecodeShortcuts", Counted)
+    model = bigram_gpt(alphabet_tokenizer).to(torch.bfloat16)
+    gen = run_task(model, alphabet_tokenizer, Task("gen", "generation", list(GEN_ITEMS)))
+    assert len(made) == 1
+    assert gen["exact_match"] == pytest.approx(2 / 3)
 
 
 def test_wrong_golds_score_zero(alphabet_tokenizer):

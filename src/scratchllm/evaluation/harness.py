@@ -32,6 +32,7 @@ from scratchllm.errors import ConfigError
 from scratchllm.evaluation.runner import GREEDY
 from scratchllm.evaluation.scoring import continuation_logprobs, encode_pair, token_nlls
 from scratchllm.evaluation.tasks import ChoiceItem, Task
+from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.loading import load_for_generation
 from scratchllm.generation.text import TextStream, encode_prompt
 from scratchllm.threads import apply_threads
@@ -87,13 +88,14 @@ class ScratchLLM(LM):
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         outputs = []
-        for request in requests:
-            prompt, kwargs = request.args
-            until = kwargs.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
-            max_new = int(kwargs.get("max_gen_toks", self.max_gen_toks))
-            ids = encode_prompt(self.tok, prompt)
-            outputs.append("".join(TextStream(self.model, self.tok, ids, max_new, stop=until, sampling=GREEDY)))
+        with decode_session(self.model):  # a bf16 model's weights are packed once, not per request
+            for request in requests:
+                prompt, kwargs = request.args
+                until = kwargs.get("until") or []
+                until = [until] if isinstance(until, str) else list(until)
+                max_new = int(kwargs.get("max_gen_toks", self.max_gen_toks))
+                ids = encode_prompt(self.tok, prompt)
+                outputs.append("".join(TextStream(self.model, self.tok, ids, max_new, stop=until, sampling=GREEDY)))
         return outputs
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from scratchllm.evaluation.scoring import TextScore, continuation_logprobs, encode_pair, score_text
 from scratchllm.evaluation.tasks import ChatItem, ChoiceItem, GenerationItem, Task
+from scratchllm.generation.fastpath import decode_session
 from scratchllm.generation.sampling import SamplingConfig
 from scratchllm.generation.text import TextStream, encode_prompt
 from scratchllm.tokenizers import Tokenizer
@@ -112,7 +113,8 @@ def run_task(model: nn.Module, tokenizer: Tokenizer, task: Task, *, batch_size: 
         result["centered"] = centered(result["acc_norm"], result["random"])
         return result
     hits = 0
-    with _progress(len(task.items), task.name) as bar:
+    # one decode session for the whole task: a bf16 model's weights are packed for the first answer, not per item
+    with _progress(len(task.items), task.name) as bar, decode_session(model):
         for item in task.items:
             if isinstance(item, ChatItem):
                 hits += exact_match(chat_reply(model, tokenizer, item), [item.answer])
