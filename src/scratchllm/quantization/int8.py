@@ -4,6 +4,10 @@ Why per row: a row of W makes one output feature, so its scale multiplies that o
 product (y_n = s_n · Σ_k q_nk x_k); the matrix stays int8 all the way through the kernel. Why 127 and not 128: a
 symmetric range keeps 0 exactly representable and −w quantizes to −q.
 
+Decoding (up to ``native.NATIVE_MAX_ROWS`` rows) on a CPU with AVX-512 VNNI uses our own kernel
+(``native.py``, ``kernels/int8_matvec.cpp``): int8 weights times activations rounded to 15-bit integers per row,
+built on first use. Everywhere else:
+
 The kernel: ``torch.ops.aten._weight_int8pack_mm(x, q, s)`` (what gpt-fast uses on CPU) reads the int8 matrix and
 converts in registers, so decoding streams 1 byte per weight instead of 2 (bf16) or 4 (fp32). It needs a 2-D input
 of float32/bfloat16/float16 with the scales in that same dtype, on the CPU; anything else (another device, a dtype
@@ -17,6 +21,7 @@ here it did not, and its own loop ran ~10x slower, max-autotune too), a fused re
 (3-5x slower), and the int8 matrix as two exact 4-bit planes through torch's int4 kernel (0.7x on cache-resident
 matrices, equal on the 50304x768 head, equal for the whole decode, and packing raised peak memory): none faster.
 ``quantized.linear_dynamic`` (fbgemm) was ~2x on the head, but it quantizes the activations too (not weight-only).
+Hence our own decode kernel (native.py), which keeps the activations at 15 bits.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchllm.quantization.native import NATIVE_MAX_ROWS, int8_matvec
+
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_NATIVE_DTYPES = (torch.float32, torch.bfloat16)
 # Above this many input rows (a prompt's prefill, a perplexity batch) dequantise-then-matmul is faster: the kernel is
 # made for decoding (a few rows) and its time grows with every row (measured, torch 2.13 CPU, 768x3072: at 256 rows
 # ~2.8x the reference in bf16, ~28x in float32), while the one dequantised copy costs the same for any row count.
@@ -77,6 +85,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features:
             return reference_int8_linear(x, self.qweight, self.scales, self.bias)
+        if x.numel() <= NATIVE_MAX_ROWS * self.in_features and x.dtype in _NATIVE_DTYPES:
+            matvec = int8_matvec()  # decoding: our VNNI kernel where this CPU runs it (quantization/native.py)
+            if matvec is not None:
+                return matvec(x, self.qweight, self.scales, self.bias)
         if self.qweight.data_ptr() % _ALIGN:
             # The kernel's vector loads crash the process (segfault, torch 2.13) on an int8 matrix that is not
             # 64-byte aligned, which a tensor read from a file can be (safetensors packs them back to back).
