@@ -201,14 +201,57 @@ def bench_preset(name: str, lengths: list[int], args: argparse.Namespace, probes
         print(f"[{name} n={n}] bf16 cached …", file=sys.stderr, flush=True)
         model16 = model.to(torch.bfloat16)
         probes.append(read_bandwidth_gbs(args.bandwidth_mib))
-        s, _, warmup = time_ours(model16, n, use_cache=True, repeats=args.repeats)
+        s, ours16, warmup = time_ours(model16, n, use_cache=True, repeats=args.repeats)
         rows.append(Row(name, n, "scratchllm", "bfloat16", "yes", n / s, s, "measured", bytes16,
                         f"probe next to it {probes[-1]:.1f} GB/s; warm-up incl. packing {warmup:.2f} s"))
         if n == max(lengths):
             per_token = time_linears_only(model16)
             rows.append(Row(name, n, "linears only (floor)", "bfloat16", "-", 1 / per_token, per_token,
                             "measured, 20 steps", bytes16, "one-row matrix products of a step, nothing else"))
+        if not args.no_quantized:
+            rows += quantized_rows(model16, name, n, ours16, args)
         del model, model16
+    return rows
+
+
+def quantized_bytes(model: GPT) -> int:
+    """Weights read per decoded token by a quantized model (codes and scales; module doc's rule)."""
+    from scratchllm.quantization import weight_bytes as all_weight_bytes
+
+    pos = [] if model.pos_emb is None else [*model.pos_emb.parameters(), *model.pos_emb.buffers()]
+    return all_weight_bytes(model) - sum(t.numel() * t.element_size() for t in pos)  # one row of it per token
+
+
+def quantized_rows(model16: GPT, name: str, n: int, ours16: list[int], args: argparse.Namespace) -> list[Row]:
+    """int8 (our kernel where this CPU runs it, then torch's ``_weight_int8pack_mm`` on the same weights) and int4
+    group 64, quantized from the bf16 model, computing in bf16 as ``generate quantize=…`` does."""
+    import copy
+
+    import scratchllm.quantization.int8 as int8
+    from scratchllm.quantization import QuantConfig, quantize_model
+    from scratchllm.quantization.native import status
+
+    rows = []
+    for method in ("int8", "int4"):
+        model = copy.deepcopy(model16).float()
+        quantize_model(model, QuantConfig(method) if method == "int8" else QuantConfig("int4", 64))
+        model.to(torch.bfloat16)
+        kernels = [("ours", None), ("torch", lambda: None)] if method == "int8" and status()[0] is not None \
+            else [("torch", None)]
+        for kernel, override in kernels:
+            label = f"{method} ({kernel} kernel)" if method == "int8" else "int4 g64"
+            print(f"[{name} n={n}] {label} cached …", file=sys.stderr, flush=True)
+            saved = int8.int8_matvec
+            if override is not None:
+                int8.int8_matvec = override  # torch's kernel for this row: the in-process A/B
+            try:
+                s, out, _ = time_ours(model, n, use_cache=True, repeats=args.repeats)
+            finally:
+                int8.int8_matvec = saved
+            same = sum(a == b for a, b in zip(out, ours16))
+            rows.append(Row(name, n, "scratchllm", label, "yes", n / s, s, "measured", quantized_bytes(model),
+                            f"{same}/{n} tokens equal bf16's"))
+        del model
     return rows
 
 
@@ -251,6 +294,13 @@ def checks(rows: list[Row]) -> list[str]:
     if bf16:
         out.append(f"- bf16 cached decode, gpt2-124m, {big} new tokens: {bf16.pct_of_limit:.0f}% of the bandwidth "
                    f"limit (target >= 80%) -> {'met' if bf16.pct_of_limit >= 80 else 'NOT met'}")
+    for label in ("int8 (ours kernel)", "int8 (torch kernel)", "int4 g64"):
+        q = find("gpt2-124m", big, "scratchllm", label, "yes")
+        if bf16 and q:
+            ratio = q.tokens_per_s / bf16.tokens_per_s
+            target = f" (target >= 1.5x) -> {'met' if ratio >= 1.5 else 'NOT met'}" if label.startswith("int8") else ""
+            out.append(f"- {label} decode vs bf16, gpt2-124m, {big} new tokens: {ratio:.2f}x, "
+                       f"{q.pct_of_limit:.0f}% of its bandwidth limit{target}")
     floor = next((r for r in rows if r.preset == "gpt2-124m" and r.engine.startswith("linears only")), None)
     if bf16 and floor:
         out.append(f"- its floor, the one-row matrix products alone: {floor.pct_of_limit:.0f}% of the limit; the "
@@ -271,6 +321,7 @@ def main() -> None:
     parser.add_argument("--nocache-samples", type=int, default=9)
     parser.add_argument("--hf-attn", choices=["sdpa", "eager"], default="sdpa")
     parser.add_argument("--no-hf", action="store_true", help="skip transformers")
+    parser.add_argument("--no-quantized", action="store_true", help="skip the int8 / int4 rows")
     parser.add_argument("--bandwidth-mib", type=int, default=2048, help="size of the bandwidth test tensor")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

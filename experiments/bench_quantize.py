@@ -4,7 +4,10 @@ fp32, bf16, int8 and int4 on one model shape, and (with ``--ckpt``) held-out per
 Each mode runs in its own subprocess, so its peak RSS is that of a decoding process as ``generate`` runs it (fp32 and
 bf16 build the float model; int8 and int4 load a quantized file written by an earlier subprocess), with random weights
 for speed and memory (quantization speed does not depend on the values) and greedy decoding at batch 1 with the
-KV cache, like experiments/bench_generate.py. int8 and int4 compute in bf16 like the bf16 row (the speed
+KV cache, like experiments/bench_generate.py, inside ``decode_session`` (bf16's weights packed once, in the warm-up,
+as the server and evaluate run it). ``int8`` decodes with our kernel where the CPU runs it
+(scratchllm/quantization/native.py), ``int8-torch`` the same file with torch's ``_weight_int8pack_mm``
+(``SCRATCHLLM_INT8_KERNEL=torch``). int8 and int4 compute in bf16 like the bf16 row (the speed
 compared is that of the weights' format, not of the activations'; ``--fp32-activations`` shows float32's slow
 kernel path). bf16 builds its model in bf16 directly (no float32 copy first). The
 peak RSS is also given over the process's RSS after its imports (interpreter, torch, scratchllm: ~0.2-0.3 GB that
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -32,7 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = ("fp32", "bf16", "int8", "int4")
+MODES = ("fp32", "bf16", "int8", "int8-torch", "int4")
+# int8-torch: the same int8 file decoded with torch's _weight_int8pack_mm instead of our kernel (quantization/native.py)
+OPT_OUT = {"int8-torch": {"SCRATCHLLM_INT8_KERNEL": "torch"}}
 
 
 def model_config(preset: str, quick: bool):  # noqa: ANN201 - a ModelConfig (imported late, with torch)
@@ -50,7 +56,7 @@ def _one_mode(args: argparse.Namespace) -> dict:
     import torch
 
     from scratchllm.checkpoint import CheckpointMeta
-    from scratchllm.generation import generate
+    from scratchllm.generation import decode_session, generate
     from scratchllm.model import GPT
     from scratchllm.quantization import QuantConfig, load_quantized, quantize_model, save_quantized, weight_bytes
 
@@ -69,20 +75,21 @@ def _one_mode(args: argparse.Namespace) -> dict:
         torch.set_default_dtype(torch.float32)
     else:
         model = GPT(cfg).eval()
-        if args.mode in ("int8", "int4"):  # the writing step: quantize and save, nothing timed
-            quant = QuantConfig("int8") if args.mode == "int8" else QuantConfig("int4", args.group_size)
+        if args.mode in ("int8", "int8-torch", "int4"):  # the writing step: quantize and save, nothing timed
+            quant = QuantConfig("int8") if args.mode.startswith("int8") else QuantConfig("int4", args.group_size)
             quantize_model(model, quant)
             save_quantized(model, CheckpointMeta(format=1, model=cfg.to_dict(), quantization=quant.to_dict()),
                            args.write)
             return {"mode": args.mode}
-    if args.mode == "bf16" or (args.mode in ("int8", "int4") and not args.fp32_activations):
+    if args.mode == "bf16" or (args.mode != "fp32" and not args.fp32_activations):
         model.to(torch.bfloat16)
     nbytes = weight_bytes(model)
     prompt = [[1, 2, 3, 4]]
-    generate(model, prompt, 8, temperature=0)  # warm-up (bf16: packs its weights)
-    start = time.perf_counter()
-    generate(model, prompt, args.new_tokens, temperature=0)
-    seconds = time.perf_counter() - start
+    with decode_session(model):  # bf16 packs its weights in the warm-up, once, as the server and evaluate do
+        generate(model, prompt, 8, temperature=0)  # warm-up (int8: builds our kernel the first time on a machine)
+        start = time.perf_counter()
+        generate(model, prompt, args.new_tokens, temperature=0)
+        seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"mode": args.mode, "weight_MB": nbytes / 2**20, "disk_MB": (disk or nbytes) / 2**20,
             "peak_rss_MB": rss / 2**20, "over_base_MB": (rss - base_rss) / 2**20,
@@ -145,7 +152,7 @@ def main() -> None:
                         "are vectorised for bf16; in float32 they take a slow path)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per mode (0: torch's default); 1 on a "
                    "shared machine gives ratios that others' load disturbs less")
-    p.add_argument("--modes", default=",".join(MODES), help="which of fp32,bf16,int8,int4 to run (bf16 always: "
+    p.add_argument("--modes", default=",".join(MODES), help="which of fp32,bf16,int8,int8-torch,int4 to run (bf16 always: "
                    "the ratios are against it)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
     p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
@@ -172,11 +179,12 @@ def main() -> None:
                str(args.new_tokens), "--group-size", str(args.group_size), "--threads", str(args.threads)]
         cmd += ["--quick"] * args.quick + ["--fp32-activations"] * args.fp32_activations
         print(f"running {mode} …", file=sys.stderr, flush=True)
-        if mode in ("int8", "int4"):
+        env = {**os.environ, **OPT_OUT.get(mode, {})}
+        if mode != "fp32" and mode != "bf16":
             file = str(Path(tmp.name) / f"{mode}.safetensors")
-            subprocess.run([*cmd, "--write", file], capture_output=True, text=True, check=True)
+            subprocess.run([*cmd, "--write", file], capture_output=True, text=True, check=True, env=env)
             cmd += ["--file", file]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     tmp.cleanup()
     bf16 = next(r for r in rows if r["mode"] == "bf16")

@@ -172,7 +172,16 @@ def drive_chat(driver: Any, message: str, *, timeout: float = 60.0) -> str:
 
 
 def main(argv: list[str]) -> None:
-    args = dict(a.split("=", 1) for a in argv)
+    if not argv or "-h" in argv or "--help" in argv:
+        print(__doc__)
+        sys.exit(0)
+    bad = [a for a in argv if "=" not in a]
+    args = dict(a.split("=", 1) for a in argv if "=" in a)
+    if bad or "ckpt_path" not in args:
+        what = f"{bad[0]!r} is not key=value" if bad else "ckpt_path= is required"
+        print(f"error: {what}; usage: serving_harness.py ckpt_path=<checkpoint> [prompt=…] [max_tokens=…] [out=…]",
+              file=sys.stderr)
+        sys.exit(2)
     out = Path(args.get("out", "experiments/results/playground.png"))
     with running_server(args["ckpt_path"], Path.cwd()) as base, browser(height=1000) as driver:
         seen = drive_playground(driver, base, args.get("prompt", "ROMEO:"), max_tokens=int(args.get("max_tokens", 80)),

@@ -16,11 +16,12 @@ CHARS = "\n !'(),-.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TINY: dict[str, Any] = dict(context_length=256, n_layer=2, n_head=2, n_embd=32, mlp_hidden=64, name="tiny-char")
 
 
-def save_start(path: Path, seed: int = 0) -> Path:
-    """A pretraining checkpoint as training writes it (state_dict under ``model.``, metadata, digest)."""
+def save_start(path: Path, seed: int = 0, **fields: Any) -> Path:
+    """A pretraining checkpoint as training writes it (state_dict under ``model.``, metadata, digest); ``fields``
+    change TINY's."""
     tokenizer = CharTokenizer(list(CHARS), unknown="replace")
     torch.manual_seed(seed)
-    model = GPT(ModelConfig(**TINY, vocab_size=tokenizer.vocab_size))
+    model = GPT(ModelConfig(**{**TINY, **fields}, vocab_size=tokenizer.vocab_size))
     checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 0}
     ckpt_lib.stamp(checkpoint, ckpt_lib.CheckpointMeta(format=ckpt_lib.FORMAT, model=model.config.to_dict(),
                                                        tokenizer=tokenizer.to_dict(), objective={"name": "lm"}))

@@ -95,6 +95,21 @@ def test_init_from_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
     assert "init_from=missing.ckpt" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
+def test_a_starting_model_too_short_for_the_recipe_names_the_fix(tmp_path: Path) -> None:
+    """The default nano model has context 64; sft_plays' examples need 256. Raising data.context_length cannot
+    help (it is cut to the model's), so the one line says to start from a longer model."""
+    from tests.finetune.conftest import save_start
+
+    start = save_start(tmp_path / "short.ckpt", context_length=64)
+    out = run("-m", "scratchllm.train", "experiment=sft_plays", f"init_from={start}", "trainer.max_steps=2",
+              cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert "no train example fits in context_length=64" in last and "Traceback" not in out.stderr
+    assert "start from a model trained with model.context_length=256" in last
+
+
 def test_init_from_a_hugging_face_gpt2_folder(tmp_path: Path) -> None:
     from scratchllm.interop.hf import save_hf
     from scratchllm.model import GPT, ModelConfig

@@ -202,3 +202,26 @@ def test_fast_cpu_recipe_trains_compiled_in_bf16(make_cfg, tmp_path):
     assert not any("_orig_mod" in k for k in ckpt["state_dict"])
     eager = GPT(ModelConfig.from_dict(ckpt["hyper_parameters"]["model"]))
     assert set(ckpt["state_dict"]) == {"model." + k for k in eager.state_dict()}
+
+
+def test_last_checkpoint_is_the_final_step_when_it_is_not_a_validation_step(make_cfg, capsys):
+    """7 steps, validation every 3: Lightning alone left last.ckpt at step 6, so generate read stale weights and a
+    resume of the finished run trained step 7 again. Now last.ckpt is step 7 and the resume has nothing to do."""
+    common = ["trainer.max_steps=7", "trainer.val_check_interval=3", "sample.max_new_tokens=0", "logger=csv"]
+    cfg = make_cfg(*common)
+    result = _run(cfg)
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 7
+    assert result["last_checkpoint"] == str(last) and "step000006" in result["best_checkpoint"]
+    resumed = _run(make_cfg(*common, f"ckpt_path={last}", output="resumed"))
+    assert resumed["global_step"] == 7
+    assert "nothing to train" in capsys.readouterr().err
+
+
+def test_a_run_too_short_to_validate_reports_its_checkpoint(make_cfg):
+    cfg = make_cfg("trainer.max_steps=2", "trainer.val_check_interval=3", "sample.max_new_tokens=0", "logger=csv")
+    result = _run(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert result["last_checkpoint"] == str(last) and "best_checkpoint" not in result
+    assert torch.load(last, weights_only=True)["global_step"] == 2

@@ -28,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from scratchllm.machine import cpu_flags, cxx_compiler
+
 SOURCE = Path(__file__).parent / "kernels" / "int8_matvec.cpp"
 # -fopenmp: ATen's parallel_for is an OpenMP loop written in its header, so without it the kernel runs on one
 # thread. The library it links, libgomp.so.1, is the one torch already loaded (same name), i.e. torch's own pool.
@@ -56,8 +58,6 @@ def _why_not(flags: frozenset[str]) -> str | None:
     missing = [f for f in CPU_FLAGS if f not in flags]
     if missing:
         return f"the CPU lacks {', '.join(missing)}"
-    from scratchllm.training.auto import cxx_compiler
-
     compiler, why = cxx_compiler(os.environ.get("CXX"))
     if compiler is None:
         return why
@@ -94,8 +94,6 @@ def _load() -> Callable[..., torch.Tensor]:
 @lru_cache(maxsize=1)
 def status() -> tuple[Callable[..., torch.Tensor] | None, str]:
     """(the kernel, or None where int8 layers use torch's; the reason in words). Built at most once a process."""
-    from scratchllm.training.auto import cpu_flags
-
     why = _why_not(cpu_flags())
     if why is not None:
         return None, f"torch's _weight_int8pack_mm: {why}"

@@ -25,14 +25,12 @@ The rules (each is a plain function here so a test can feed it other machines):
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from scratchllm.machine import cpu_flags, cxx_compiler  # looked up here at each call: tests patch auto.<name>
 
 AUTO = "auto"
 FAST_STEPS = 3000
@@ -60,18 +58,6 @@ def device_kind(accelerator: str | None) -> str:
     return "cpu"
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none: macOS, Windows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
 def fast_bf16(kind: str, flags: frozenset[str] | None = None, capability: tuple[int, int] | None = None
               ) -> tuple[bool, str]:
     """Whether bf16 matmuls run natively (faster than fp32) on this device, and the fact that decided it."""
@@ -85,25 +71,6 @@ def fast_bf16(kind: str, flags: frozenset[str] | None = None, capability: tuple[
         if flag in flags:
             return True, f"the CPU has {what}"
     return False, "the CPU has neither AMX-BF16 nor AVX512-BF16 (bf16 would be emulated, slower than fp32)"
-
-
-@lru_cache(maxsize=4)
-def cxx_compiler(env_cxx: str | None = None) -> tuple[str | None, str]:
-    """The C++ compiler Inductor would use (``$CXX``, else c++/g++/clang++ on PATH) if it runs, and why not."""
-    candidates = [env_cxx] if env_cxx else ["c++", "g++", "clang++"]
-    for name in candidates:
-        path = shutil.which(name) if name else None
-        if not path:
-            continue
-        try:
-            ok = subprocess.run([path, "--version"], capture_output=True, timeout=20).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            return path, f"C++ compiler {path}"
-        return None, f"the C++ compiler {path} does not run"
-    looked = env_cxx if env_cxx else "c++, g++ or clang++"
-    return None, f"no C++ compiler ({looked}) on PATH; torch.compile needs one (Debian: apt-get install g++)"
 
 
 # ------------------------------------------------------------------------------------------------ decisions

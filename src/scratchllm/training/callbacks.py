@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -211,3 +212,20 @@ class CSVLogger(_LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _HeaderMergingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ModelCheckpoint, with ``last.ckpt`` always the run's final step.
+
+    Lightning (2.6) saves ``last`` at each validation and, when training ends, only if it never saved one. A run
+    whose ``trainer.max_steps`` is not a multiple of ``val_check_interval`` (300 steps, validation every 250) then
+    ended with ``last.ckpt`` at step 250: generate, evaluate and quantize read weights 50 steps old, and resuming the
+    finished run trained those 50 steps again. Here the end of training saves ``last`` whenever the final step is
+    not the one saved last. The best (top-k) checkpoints are unchanged: they need a validation loss.
+    """
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            return
+        super().on_train_end(trainer, pl_module)

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.errors import CheckpointError, ConfigError, DataError
 from scratchllm.heap import apply_heap
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training import auto
@@ -129,6 +129,11 @@ def _start_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> torch.nn
         if getattr(datamodule, "context_length", 0) > model.config.context_length:
             log.info("data.context_length %s cut to the model's %s", datamodule.context_length,
                      model.config.context_length)
+            # said again if no example fits: raising data.context_length cannot help then, a longer model can
+            datamodule.context_cut = (f"data.context_length={datamodule.context_length} was cut to "
+                                      f"{model.config.context_length}, the context_length of init_from={spec}'s "
+                                      f"model: start from a model trained with model.context_length="
+                                      f"{datamodule.context_length}")
             datamodule.context_length = model.config.context_length
     else:
         datamodule.setup("fit")
@@ -179,7 +184,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg.data)
     starting = _start_model(cfg, datamodule)
     datamodule.prepare_data()
-    datamodule.setup("fit")
+    try:
+        datamodule.setup("fit")
+    except DataError as err:
+        if getattr(datamodule, "context_cut", None):
+            raise DataError(f"{err} ({datamodule.context_cut})") from None
+        raise
     tokenizer = datamodule.tokenizer
     if starting is not None:
         from scratchllm.finetune.start import grow_to
@@ -260,9 +270,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if "val/ppl" in metrics[0]:
                 result["val_ppl"] = float(metrics[0]["val/ppl"])
     checkpoint_cb = trainer.checkpoint_callback
-    if checkpoint_cb is not None and getattr(checkpoint_cb, "best_model_path", ""):
-        result["best_checkpoint"] = checkpoint_cb.best_model_path
-        result["last_checkpoint"] = checkpoint_cb.last_model_path
+    if checkpoint_cb is not None:  # a run too short to validate has a last checkpoint and no best one
+        for key, path in (("best_checkpoint", "best_model_path"), ("last_checkpoint", "last_model_path")):
+            if getattr(checkpoint_cb, path, ""):
+                result[key] = getattr(checkpoint_cb, path)
 
     if cfg.sample.max_new_tokens > 0:
         from scratchllm.training.strategies import sampling_model

@@ -220,6 +220,12 @@ def test_slurm_dry_run_writes_readable_scripts(corpus, tmp_path) -> None:
     assert "#SBATCH --array=0-31" in (folder / "05_buckets.sbatch").read_text()  # one task per MinHash bucket
     assert "#SBATCH --array=0-0" in (folder / "11_finalize.sbatch").read_text()
     assert (tmp_path / "dt.datatrove-work" / "logs" / "read" / "executor.pik").is_file()
+    # a merge-stats job waits for its stage through submit.sh's variable, never through a placeholder id in its file
+    merges = sorted(folder.glob("*_merge_stats.sbatch"))
+    assert merges and not any("DRYRUN" in p.read_text() for p in folder.glob("*.sbatch"))
+    merge_lines = [ln for ln in submit.splitlines() if ln.startswith("JOB_") and "merge_stats" in ln]
+    assert len(merge_lines) == len(merges) and all("--dependency=afterok:$JOB_" in ln for ln in merge_lines)
+    assert "DRYRUN" not in submit
 
 
 def test_ray_runs_locally_when_installed(corpus, tmp_path) -> None:

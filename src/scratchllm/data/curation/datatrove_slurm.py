@@ -10,6 +10,7 @@ them with shell variables in place of the job ids, for a person to read, then ru
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,7 @@ from typing import Any, Callable
 from scratchllm.data.curation.datatrove_config import DatatroveConfig
 
 log = logging.getLogger(__name__)
+_PLACEHOLDER_DEPENDENCY = re.compile(r"^#SBATCH --dependency=(\S*DRYRUN_\d+\S*)[ \t]*\n", flags=re.MULTILINE)
 
 
 class _DrySbatch:
@@ -31,6 +33,12 @@ class _DrySbatch:
     def __call__(self, contents: str, job_id_retriever: Any, *args: str) -> str:
         self.count += 1
         kind = "_merge_stats" if "merge_stats " in contents else ""
+        # datatrove writes a merge-stats job's dependency into its script (#SBATCH --dependency=afterok:<id>), so
+        # our placeholder id would be submitted as is: move it to the command line, where submit.sh fills it in
+        # (sbatch's command-line options win over the script's)
+        moved = _PLACEHOLDER_DEPENDENCY.findall(contents)
+        contents = _PLACEHOLDER_DEPENDENCY.sub("", contents)
+        args = (*args, *(f"--dependency={dep}" for dep in moved))
         name = f"{self.count:02d}_{self.current}{kind}.sbatch"
         (self.folder / name).write_text(contents, encoding="utf-8")
         var = f"JOB_{self.count}"
