@@ -38,7 +38,7 @@ from pathlib import Path
 
 MODES = ("fp32", "bf16", "int8", "int8-torch", "int4")
 # int8-torch: the same int8 file decoded with torch's _weight_int8pack_mm instead of our kernel (quantization/native.py)
-OPT_OUT = {"int8-torch": {"SCRATCHLLM_INT8_KERNEL": "torch"}}
+OPT_OUT = {"int8": {"SCRATCHLLM_INT8_KERNEL": "auto"}, "int8-torch": {"SCRATCHLLM_INT8_KERNEL": "torch"}}
 
 
 def model_config(preset: str, quick: bool):  # noqa: ANN201 - a ModelConfig (imported late, with torch)

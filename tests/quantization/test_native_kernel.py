@@ -45,6 +45,36 @@ def test_kernel_matches_the_dequantised_reference(rows, out_f, in_f, dtype, bias
     assert ((y.float() - expected).abs().max() / expected.abs().max()).item() < tol
 
 
+def test_the_kernel_is_built_wherever_the_cpu_and_tools_allow_it():
+    """Where nothing rules it out, a build that fails is a bug: it must not pass as a skip of every test here."""
+    from scratchllm.machine import cpu_flags
+
+    if native._why_not(cpu_flags()) is None:
+        assert KERNEL is not None, WHY
+
+
+@needs_kernel
+def test_sums_that_would_overflow_int32_are_exact():
+    """Every product at its largest (16383 · 127) over 20,000 columns is 4.2e10, 19x what an int32 holds: the
+    kernel moves its sums to float every 8,192 columns. A kernel without that returns garbage here."""
+    K = 20000
+    q = torch.full((4, K), 127, dtype=torch.int8)
+    x = torch.ones(1, K)
+    y = KERNEL(x, q, torch.ones(4), None)
+    torch.testing.assert_close(y, torch.full((1, 4), 127.0 * K), rtol=1e-5, atol=0)
+
+
+@needs_kernel
+def test_non_finite_activations_give_nan_like_the_reference():
+    x, q, scales, b = _case(2, 8, 64, torch.float32, True)
+    x[0, 3] = float("nan")
+    x[1, 5] = float("inf")
+    y = KERNEL(x, q, scales, b)
+    assert torch.isnan(y).all()
+    tiny = KERNEL(torch.full((1, 64), 1e-38), q, scales, b)  # below any scale: the bias alone, not inf/NaN
+    torch.testing.assert_close(tiny, b.view(1, 8))
+
+
 @needs_kernel
 def test_kernel_keeps_leading_dimensions_and_zero_rows():
     x, q, scales, b = _case(1, 16, 64, torch.float32, True)

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -60,16 +61,17 @@ def _why_not(flags: frozenset[str]) -> str | None:
         return f"the CPU lacks {', '.join(missing)}"
     compiler, why = cxx_compiler(os.environ.get("CXX"))
     if compiler is None:
-        return why
+        return why.split(";")[0] + " to build it"
     if not _ninja_on_path():
         return "ninja is not installed (pip install ninja)"
     return None
 
 
 def _name() -> str:
-    flags = " ".join(CFLAGS + LDFLAGS).encode()
-    digest = hashlib.sha1(SOURCE.read_bytes() + flags + torch.__version__.encode()).hexdigest()
-    return f"scratchllm_int8_{digest[:12]}"
+    """One build per source, flags, torch install and Python (the build embeds their paths and ABI)."""
+    key = [SOURCE.read_bytes(), " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode(),
+           torch.__file__.encode(), sys.version.encode()]
+    return f"scratchllm_int8_{hashlib.sha1(b'|'.join(key)).hexdigest()[:12]}"
 
 
 def _load() -> Callable[..., torch.Tensor]:
@@ -77,12 +79,20 @@ def _load() -> Callable[..., torch.Tensor]:
 
     name = _name()
     folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
-    if not (folder / f"{name}.so").exists():
+    built = folder / f"{name}.so"
+    if built.exists():
+        # built before (by this or an earlier process): load it as is. torch's load() would take its build lock and
+        # run ninja in every process, and a process killed while holding that lock would stall every later one.
+        try:
+            torch.ops.load_library(str(built))
+        except OSError:  # an incomplete file (a build killed while linking): build again
+            built.unlink(missing_ok=True)
+    if not built.exists():
         print("int8: building scratchllm's int8 decode kernel for this CPU (once per machine, ~10 s)",
               file=sys.stderr, flush=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    load(name, [str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, build_directory=str(folder),
-         is_python_module=False, verbose=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        load(name, [str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, build_directory=str(folder),
+             is_python_module=False, verbose=False)
 
     @torch.library.register_fake("scratchllm_int8::matvec")  # output shapes without running it (torch.compile)
     def _shape(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -91,9 +101,11 @@ def _load() -> Callable[..., torch.Tensor]:
     return torch.ops.scratchllm_int8.matvec
 
 
+_BUILD_LOCK = threading.Lock()  # two threads decoding first at once must not load (and register) it twice
+
+
 @lru_cache(maxsize=1)
-def status() -> tuple[Callable[..., torch.Tensor] | None, str]:
-    """(the kernel, or None where int8 layers use torch's; the reason in words). Built at most once a process."""
+def _status() -> tuple[Callable[..., torch.Tensor] | None, str]:
     why = _why_not(cpu_flags())
     if why is not None:
         return None, f"torch's _weight_int8pack_mm: {why}"
@@ -105,6 +117,19 @@ def status() -> tuple[Callable[..., torch.Tensor] | None, str]:
         return None, f"torch's _weight_int8pack_mm: the build failed ({first})"
 
 
+def status() -> tuple[Callable[..., torch.Tensor] | None, str]:
+    """(the kernel, or None where int8 layers use torch's; the reason in words). Built at most once a process."""
+    global _DECIDED
+    if _DECIDED is None:
+        with _BUILD_LOCK:
+            _DECIDED = _status()
+    return _DECIDED
+
+
+_DECIDED: tuple[Callable[..., torch.Tensor] | None, str] | None = None
+
+
 def int8_matvec() -> Callable[..., torch.Tensor] | None:
-    """The kernel ``(x, qweight, scales, bias) → y`` if this machine runs it, else None."""
-    return status()[0]
+    """The kernel ``(x, qweight, scales, bias) → y`` if this machine runs it, else None (every int8 decode step
+    asks: after the first, one global read)."""
+    return (_DECIDED or status())[0]

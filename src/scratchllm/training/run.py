@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scratchllm.errors import CheckpointError, ConfigError, DataError
+from scratchllm.errors import CheckpointError, ConfigError
+from scratchllm.finetune.batches import NoExampleFits
 from scratchllm.heap import apply_heap
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training import auto
@@ -186,9 +187,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     try:
         datamodule.setup("fit")
-    except DataError as err:
-        if getattr(datamodule, "context_cut", None):
-            raise DataError(f"{err} ({datamodule.context_cut})") from None
+    except NoExampleFits as err:
+        if getattr(datamodule, "context_cut", None):  # raising data.context_length cannot help: say what can
+            raise NoExampleFits(f"{str(err).split(';')[0]}: {datamodule.context_cut}") from None
         raise
     tokenizer = datamodule.tokenizer
     if starting is not None:

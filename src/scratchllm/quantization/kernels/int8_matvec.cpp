@@ -3,8 +3,9 @@
 // y[m, n] = s_x[m] · s_w[n] · Σ_k xq[m, k] · q[n, k]  (+ bias[n])
 //
 // q: the int8 weights (N, K), one scale s_w per row, as Int8Linear stores them. Each activation row is rounded to
-// 16-bit integers with its own scale (s_x = max|x| / 16383, i.e. 15 bits: 64× finer than bfloat16's 8-bit mantissa,
-// so this step adds less error than bf16 activations do). Why integers: `vpdpwssd` multiplies 32 int16 pairs and
+// 16-bit integers with its own scale (s_x = max|x| / 16383, 15 bits): values within 1/64 of the row's largest keep
+// more precision than bf16's 8-bit mantissa gives them; smaller ones keep a fixed step of max|x| / 16383, which adds
+// far less to a dot product than the int8 weights' own rounding (step max|w| / 127) does. Why integers: `vpdpwssd` multiplies 32 int16 pairs and
 // adds them into 16 int32 sums in one instruction, so the int8 matrix costs one sign-extension and one multiply-add
 // per 32 weights, where converting to float costs four instructions per 16 (torch's _weight_int8pack_mm). Decoding
 // reads every weight once per token; with the conversion this cheap the read, not the arithmetic, sets the speed.
@@ -21,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -69,14 +71,23 @@ inline void rows_dot(const int16_t* xq, const int8_t* w, int64_t K, int nrows, f
   for (int r = 0; r < nrows; ++r) out[r] = _mm512_reduce_add_ps(sum[r]);
 }
 
+// The row's scale; NaN when the row holds a NaN or an infinity (its outputs are then NaN, as the reference's are).
 template <typename T>
 float quantize_row(const T* x, int64_t K, int16_t* q) {
   float amax = 0.f;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[k])));
-  const float scale = amax > 0.f ? amax / QMAX : 1.f;
-  const float inv = 1.f / scale;
+  bool finite = true;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = static_cast<float>(x[k]);
+    finite = finite && std::isfinite(v);
+    amax = std::max(amax, std::fabs(v));
+  }
+  if (!finite || !(amax >= 1e-30f)) {  // not finite, or (all but) zero: no scale to divide by
+    std::fill(q, q + K, int16_t(0));
+    return finite ? 1.f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const float inv = QMAX / amax;
   for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int16_t>(std::nearbyint(static_cast<float>(x[k]) * inv));
-  return scale;
+  return amax / QMAX;
 }
 
 // T: the activations' and output's type; S: the scales' and bias's (float or bf16: read as they are stored, no copy).
@@ -128,6 +139,7 @@ at::Tensor int8_matvec(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8 matvec: contiguous int8 (N, K) weights");
   TORCH_CHECK(x.size(-1) == w.size(1), "int8 matvec: x's last dimension must equal the weights' columns");
   TORCH_CHECK(scales.numel() == w.size(0), "int8 matvec: one scale per weight row");
+  TORCH_CHECK(!bias.has_value() || bias->numel() == w.size(0), "int8 matvec: one bias per weight row");
   const at::Tensor xc = x.contiguous();
   auto shape = x.sizes().vec();
   shape.back() = w.size(0);
