@@ -113,3 +113,13 @@ def test_the_opt_out_reaches_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"torch's _weight_int8pack_mm: {native.ENV}=torch"
+
+
+def test_inputs_that_need_gradients_take_the_reference(monkeypatch):
+    """Neither int8 kernel has a backward (torch's raised 'derivative … not implemented'): an input that requires
+    grad (an adapter trained on an int8 base) goes through dequantise-then-matmul, whose gradient autograd knows."""
+    layer = Int8Linear.from_linear(torch.nn.Linear(32, 16))
+    monkeypatch.setattr(int8, "int8_matvec", lambda: pytest.fail("the kernel has no backward"))
+    x = torch.randn(1, 32, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.shape == (1, 32)

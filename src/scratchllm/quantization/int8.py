@@ -83,10 +83,12 @@ class Int8Linear(nn.Module):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features:
+        if (x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or x.numel() > KERNEL_MAX_ROWS * self.in_features
+                or x.requires_grad):  # neither kernel has a backward: an adapter trained on int8 needs the reference
             return reference_int8_linear(x, self.qweight, self.scales, self.bias)
         if x.numel() <= NATIVE_MAX_ROWS * self.in_features and x.dtype in _NATIVE_DTYPES:
-            matvec = int8_matvec()  # decoding: our VNNI kernel where this CPU runs it (quantization/native.py)
+            # decoding: our VNNI kernel where this CPU runs it (quantization/native.py)
+            matvec = int8_matvec()
             if matvec is not None:
                 return matvec(x, self.qweight, self.scales, self.bias)
         if self.qweight.data_ptr() % _ALIGN:

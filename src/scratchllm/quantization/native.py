@@ -3,7 +3,8 @@
 Why our own: torch 2.13's ``_weight_int8pack_mm`` converts every int8 weight to float32 before multiplying (four
 instructions per 16 weights), and on the CPUs we measured that conversion, not the memory read, sets its speed: on
 GPT-2's 50304×768 head it is no faster than the bf16 matrix twice its size (experiments/results/
-quantize_decode_*.md). The kernel here rounds each activation row to 15-bit integers (finer than bf16) and
+quantize_decode_*.md). The kernel here rounds each activation row to 15-bit integers (against the row's largest
+value) and
 multiplies with AVX-512 VNNI's ``vpdpwssd``: one sign-extension and one multiply-add per 32 weights. Its header
 explains the arithmetic; ``tests/quantization/test_native_kernel.py`` holds it to the dequantise-then-matmul
 reference.
