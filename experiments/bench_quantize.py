@@ -38,7 +38,7 @@ from pathlib import Path
 
 MODES = ("fp32", "bf16", "int8", "int8-torch", "int4")
 # int8-torch: the same int8 file decoded with torch's _weight_int8pack_mm instead of our kernel (quantization/native.py)
-OPT_OUT = {"int8": {"SCRATCHLLM_INT8_KERNEL": "auto"}, "int8-torch": {"SCRATCHLLM_INT8_KERNEL": "torch"}}
+KERNEL_ENV = {"int8": {"SCRATCHLLM_INT8_KERNEL": "auto"}, "int8-torch": {"SCRATCHLLM_INT8_KERNEL": "torch"}}
 
 
 def model_config(preset: str, quick: bool):  # noqa: ANN201 - a ModelConfig (imported late, with torch)
@@ -152,8 +152,8 @@ def main() -> None:
                         "are vectorised for bf16; in float32 they take a slow path)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per mode (0: torch's default); 1 on a "
                    "shared machine gives ratios that others' load disturbs less")
-    p.add_argument("--modes", default=",".join(MODES), help="which of fp32,bf16,int8,int8-torch,int4 to run (bf16 always: "
-                   "the ratios are against it)")
+    p.add_argument("--modes", default=",".join(MODES), help="which of fp32,bf16,int8,int8-torch,int4 to run "
+                   "(bf16 always: the ratios are against it)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, a few tokens: checks the script runs")
     p.add_argument("--ckpt", help="a trained checkpoint: also report held-out perplexity per mode")
     p.add_argument("--text", help="the held-out text for --ckpt")
@@ -179,7 +179,7 @@ def main() -> None:
                str(args.new_tokens), "--group-size", str(args.group_size), "--threads", str(args.threads)]
         cmd += ["--quick"] * args.quick + ["--fp32-activations"] * args.fp32_activations
         print(f"running {mode} …", file=sys.stderr, flush=True)
-        env = {**os.environ, **OPT_OUT.get(mode, {})}
+        env = {**os.environ, **KERNEL_ENV.get(mode, {})}
         if mode != "fp32" and mode != "bf16":
             file = str(Path(tmp.name) / f"{mode}.safetensors")
             subprocess.run([*cmd, "--write", file], capture_output=True, text=True, check=True, env=env)

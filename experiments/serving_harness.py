@@ -179,8 +179,8 @@ def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv if "=" in a)
     if bad or "ckpt_path" not in args:
         what = f"{bad[0]!r} is not key=value" if bad else "ckpt_path= is required"
-        print(f"error: {what}; usage: serving_harness.py ckpt_path=<checkpoint> [prompt=…] [max_tokens=…] [out=…]",
-              file=sys.stderr)
+        usage = "serving_harness.py ckpt_path=<checkpoint> [prompt=…] [max_tokens=…] [out=…]"
+        print(f"error: {what}; usage: {usage}", file=sys.stderr)
         sys.exit(2)
     out = Path(args.get("out", "experiments/results/playground.png"))
     with running_server(args["ckpt_path"], Path.cwd()) as base, browser(height=1000) as driver:

@@ -15,6 +15,17 @@ class DataError(ScratchLLMError, ValueError):
     """Missing, empty or corrupt input data."""
 
 
+class NoExampleFits(DataError):
+    """No fine-tuning example keeps an answer token inside the context. ``fix`` is the advice: the data's own by
+    default; training replaces it when the context was cut to a starting model's, where raising it cannot help."""
+
+    def __init__(self, split: str, context_length: int,
+                 fix: str = "raise data.context_length or shorten the examples") -> None:
+        self.split, self.context_length = split, context_length
+        super().__init__(f"no {split} example fits in context_length={context_length} with an assistant token "
+                         f"left; {fix}")
+
+
 class CheckpointError(ScratchLLMError, ValueError):
     """A checkpoint that does not exist or does not fit the model."""
 

@@ -24,15 +24,11 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from scratchllm.errors import ConfigError, DataError
+from scratchllm.errors import ConfigError, NoExampleFits
 from scratchllm.finetune.chat import ChatTemplate
 from scratchllm.model.gpt import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
-
-
-class NoExampleFits(DataError):
-    """No example has an answer token inside the context (run.py adds the fix when the context was cut)."""
 
 
 TRUNCATION = ("right", "drop")
@@ -85,8 +81,7 @@ def encode_examples(
         log.warning("%s: %d of %d examples longer than %d tokens were truncated (truncation=%s), %d dropped",
                     name, out.truncated, len(conversations), context_length + 1, truncation, out.dropped)
     if not any(e is not None for e in out.examples):
-        raise NoExampleFits(f"no {name} example fits in context_length={context_length} with an assistant token "
-                            "left; raise data.context_length or shorten the examples")
+        raise NoExampleFits(name, context_length)
     return out
 
 

@@ -4,9 +4,8 @@ Why our own: torch 2.13's ``_weight_int8pack_mm`` converts every int8 weight to 
 instructions per 16 weights), and on the CPUs we measured that conversion, not the memory read, sets its speed: on
 GPT-2's 50304×768 head it is no faster than the bf16 matrix twice its size (experiments/results/
 quantize_decode_*.md). The kernel here rounds each activation row to 15-bit integers (against the row's largest
-value) and
-multiplies with AVX-512 VNNI's ``vpdpwssd``: one sign-extension and one multiply-add per 32 weights. Its header
-explains the arithmetic; ``tests/quantization/test_native_kernel.py`` holds it to the dequantise-then-matmul
+value) and multiplies with AVX-512 VNNI's ``vpdpwssd``: one sign-extension and one multiply-add per 32 weights. Its
+header explains the arithmetic; ``tests/quantization/test_native_kernel.py`` holds it to the dequantise-then-matmul
 reference.
 
 When it is used: ``Int8Linear`` calls it for inputs of up to ``NATIVE_MAX_ROWS`` rows (decoding) on a CPU with
@@ -24,7 +23,6 @@ import shutil
 import sys
 import sysconfig
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -103,10 +101,10 @@ def _load() -> Callable[..., torch.Tensor]:
 
 
 _BUILD_LOCK = threading.Lock()  # two threads decoding first at once must not load (and register) it twice
+_DECIDED: tuple[Callable[..., torch.Tensor] | None, str] | None = None  # what status() found, once a process
 
 
-@lru_cache(maxsize=1)
-def _status() -> tuple[Callable[..., torch.Tensor] | None, str]:
+def _decide() -> tuple[Callable[..., torch.Tensor] | None, str]:
     why = _why_not(cpu_flags())
     if why is not None:
         return None, f"torch's _weight_int8pack_mm: {why}"
@@ -123,11 +121,9 @@ def status() -> tuple[Callable[..., torch.Tensor] | None, str]:
     global _DECIDED
     if _DECIDED is None:
         with _BUILD_LOCK:
-            _DECIDED = _status()
+            if _DECIDED is None:  # another thread may have decided while this one waited
+                _DECIDED = _decide()
     return _DECIDED
-
-
-_DECIDED: tuple[Callable[..., torch.Tensor] | None, str] | None = None
 
 
 def int8_matvec() -> Callable[..., torch.Tensor] | None:

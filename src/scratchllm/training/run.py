@@ -19,8 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scratchllm.errors import CheckpointError, ConfigError
-from scratchllm.finetune.batches import NoExampleFits
+from scratchllm.errors import CheckpointError, ConfigError, NoExampleFits
 from scratchllm.heap import apply_heap
 from scratchllm.model import ModelConfig, param_report
 from scratchllm.training import auto
@@ -130,7 +129,7 @@ def _start_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> torch.nn
         if getattr(datamodule, "context_length", 0) > model.config.context_length:
             log.info("data.context_length %s cut to the model's %s", datamodule.context_length,
                      model.config.context_length)
-            # said again if no example fits: raising data.context_length cannot help then, a longer model can
+            # the advice if no example fits: raising data.context_length cannot help then, a longer model can
             datamodule.context_cut = (f"data.context_length={datamodule.context_length} was cut to "
                                       f"{model.config.context_length}, the context_length of init_from={spec}'s "
                                       f"model: start from a model trained with model.context_length="
@@ -189,7 +188,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.setup("fit")
     except NoExampleFits as err:
         if getattr(datamodule, "context_cut", None):  # raising data.context_length cannot help: say what can
-            raise NoExampleFits(f"{str(err).split(';')[0]}: {datamodule.context_cut}") from None
+            raise NoExampleFits(err.split, err.context_length, fix=datamodule.context_cut) from None
         raise
     tokenizer = datamodule.tokenizer
     if starting is not None:

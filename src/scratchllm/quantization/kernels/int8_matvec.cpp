@@ -1,14 +1,16 @@
-// int8 weights times a few rows of activations, for decoding on CPUs with AVX-512 VNNI (scratchllm/quantization/native.py).
+// int8 weights times a few rows of activations, for decoding on CPUs with AVX-512 VNNI
+// (scratchllm/quantization/native.py builds it).
 //
 // y[m, n] = s_x[m] · s_w[n] · Σ_k xq[m, k] · q[n, k]  (+ bias[n])
 //
 // q: the int8 weights (N, K), one scale s_w per row, as Int8Linear stores them. Each activation row is rounded to
 // 16-bit integers with its own scale (s_x = max|x| / 16383, 15 bits): values within 1/64 of the row's largest keep
 // more precision than bf16's 8-bit mantissa gives them; smaller ones keep a fixed step of max|x| / 16383, which adds
-// far less to a dot product than the int8 weights' own rounding (step max|w| / 127) does. Why integers: `vpdpwssd` multiplies 32 int16 pairs and
-// adds them into 16 int32 sums in one instruction, so the int8 matrix costs one sign-extension and one multiply-add
-// per 32 weights, where converting to float costs four instructions per 16 (torch's _weight_int8pack_mm). Decoding
-// reads every weight once per token; with the conversion this cheap the read, not the arithmetic, sets the speed.
+// far less to a dot product than the int8 weights' own rounding (step max|w| / 127) does. Why integers: `vpdpwssd`
+// multiplies 32 int16 pairs and adds them into 16 int32 sums in one instruction, so the int8 matrix costs one
+// sign-extension and one multiply-add per 32 weights, where converting to float costs four instructions per 16
+// (torch's _weight_int8pack_mm). Decoding reads every weight once per token; with the conversion this cheap the
+// read, not the arithmetic, sets the speed.
 // The int32 sums are moved to float every CHUNK values of k: |xq · q| ≤ 16383 · 127, two per lane and instruction,
 // so CHUNK / 32 instructions stay far below 2^31. Two more things set the speed (measured on a 2-core AMD EPYC
 // Zen 5, matrices read from memory, not cache): the rows are split over torch's OpenMP threads (built with
@@ -27,16 +29,10 @@
 #include <vector>
 
 namespace {
-#ifndef ROWS_PER_PASS
-#define ROWS_PER_PASS 4
-#endif
-constexpr int ROWS = ROWS_PER_PASS;  // weight rows per pass over one activation row: its loads are shared
-constexpr int64_t CHUNK = 8192;  // ≤ 2^31 / (2 · 16383 · 127) · 32 = 16,513
+constexpr int ROWS = 4;           // weight rows per pass over one activation row: its loads are shared (8: no faster)
+constexpr int64_t CHUNK = 8192;   // ≤ 2^31 / (2 · 16383 · 127) · 32 = 16,513
 constexpr float QMAX = 16383.f;
-#ifndef PREFETCH_BYTES
-#define PREFETCH_BYTES 16384
-#endif
-constexpr int64_t PREFETCH = PREFETCH_BYTES;
+constexpr int64_t PREFETCH = 16384;  // bytes ahead in each row (256 B to 16 KiB tried: 16 KiB read fastest)
 
 inline void rows_dot(const int16_t* xq, const int8_t* w, int64_t K, int nrows, float* out) {
   __m512 sum[ROWS];
@@ -136,7 +132,8 @@ void dispatch_scales(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
 at::Tensor int8_matvec(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales,
                        const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(w.device().is_cpu() && x.device().is_cpu(), "int8 matvec: CPU tensors");
-  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8 matvec: contiguous int8 (N, K) weights");
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(),
+              "int8 matvec: contiguous int8 (N, K) weights");
   TORCH_CHECK(x.size(-1) == w.size(1), "int8 matvec: x's last dimension must equal the weights' columns");
   TORCH_CHECK(scales.numel() == w.size(0), "int8 matvec: one scale per weight row");
   TORCH_CHECK(!bias.has_value() || bias->numel() == w.size(0), "int8 matvec: one bias per weight row");
