@@ -8,6 +8,10 @@ published runs: ``experiments/results/memory_model_<date>.md``.
     .venv/bin/python experiments/bench_memory.py --smoke --raw /tmp/m.json --out /tmp/m.md  # nano rows only
     .venv/bin/python experiments/bench_memory.py --from-log run.log --raw x.json  # rows of a run stopped early
     .venv/bin/python experiments/bench_memory.py --rows 'gpt2-124m:*:32-true:*' --append --raw x.json  # some rows
+    MALLOC_MMAP_THRESHOLD_=65536 OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_memory.py --warmup shapes \
+        --raw experiments/results/memory_model_2026-12-03_zen5_mmap.json --out /dev/null   # one host, runtime apart
+    .venv/bin/python experiments/bench_memory.py --host experiments/results/memory_model_2026-12-03_zen5 \
+        --out experiments/results/memory_model_2026-12-03_zen5.md                        # that host's table
 
 **What runs.** Each row is a fresh process training the real ``GPTLitModule`` (AdamW as ``optim=adamw``
 configures it: foreach on CPU; gradient clipping 1.0) with Lightning's ``Trainer`` on one CPU device for 3
@@ -24,6 +28,15 @@ after training it reads ``VmHWM``, the highest resident set since the reset. mea
 what the machine must provide, allocator slack (glibc's heap keeps freed pages) and Lightning's own small
 allocations included, which a model of tensor bytes alone would miss; memory on CPU cannot be shared with other
 processes' use, so the busy machine does not disturb it (only its timing).
+
+**Runtime code per shape** (``--warmup shapes``). Where oneDNN runs bf16 matmuls (CPUs with AVX512-BF16 or AMX),
+every new matrix shape costs resident memory that is code, not tensors: its JIT-compiled kernel, primitive cache
+entry and the library pages it touches (42 bf16 matmul shapes of the nano model: +14.6 MB of RSS, fp32: +1.2 MB;
+with ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` still +7.1 MB). The tiny warm-up cannot load it (other shapes), so the
+2026-12-02 tables count it as the model's memory: −17…−18% on the nano bf16 rows of the Intel AMX and AMD Zen 5
+hosts, 0% on AVX2 where torch does not call oneDNN for bf16. ``--warmup shapes`` also runs one step of the measured
+model and batch before the reset, trims the heap (``malloc_trim``) and reports what that step left resident as
+``runtime``; the host table (``--host``) shows the error with and without it.
 
 **Two allocators.** glibc's default moves its mmap threshold up to the size of the blocks freed (up to 32 MB), so
 mid-size activations end up in a heap it does not give back; ``MALLOC_MMAP_THRESHOLD_=65536`` pins the threshold,
@@ -67,8 +80,10 @@ def _status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child(shape: str, batch: int, checkpointing: str, precision: str) -> dict:
-    """One training run in this process; returns the measured peak (bytes above the baseline)."""
+def child(shape: str, batch: int, checkpointing: str, precision: str, warmup: str = "tiny") -> dict:
+    """One training run in this process; returns the measured peak (bytes above the baseline).
+
+    ``warmup``: ``tiny`` (a 1-layer model first) or ``shapes`` (then also one step of this model and batch)."""
     import lightning as L
     import torch
     from torch.utils.data import DataLoader, Dataset
@@ -106,13 +121,34 @@ def child(shape: str, batch: int, checkpointing: str, precision: str) -> dict:
     # a warm-up fit of a tiny model: the code Lightning and autograd load on first use (tens of MB of modules and
     # thread pools, the same for any model) belongs to the baseline, not to the model's memory
     fit(cfg.replace(n_layer=1, n_embd=cfg.n_head * 4), 1, 1)
+    out = {}
+    if warmup == "shapes":
+        # and one step of this very model and batch, thrown away: the code the runtime makes or pages in for these
+        # matrix shapes (oneDNN's JIT kernels and primitive cache where it runs bf16 matmuls: ~0.35 MB a shape) is
+        # code too. Measured apart as "runtime" (after giving freed heap back), so nothing is hidden.
+        _trim()
+        before = _status("VmRSS")
+        fit(cfg, batch, 1)
+        _trim()
+        out["runtime"] = _status("VmRSS") - before
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on
     baseline = _status("VmRSS")
     start = time.perf_counter()
     fit(cfg, batch, STEPS)
     return {"baseline": baseline, "peak": _status("VmHWM"), "measured": _status("VmHWM") - baseline,
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1), "warmup": warmup, **out}
+
+
+def _trim() -> None:
+    """Collect garbage and give the heap's free pages back to the kernel (glibc's malloc_trim)."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def predicted(shape: str, batch: int, checkpointing: str, precision: str) -> dict:
@@ -133,14 +169,19 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
+    command = " ".join(["OMP_NUM_THREADS=1"] + [f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_",)
+                                                if k in os.environ] + [".venv/bin/python", *sys.argv])
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "command": command,
             "malloc": "glibc default" if "MALLOC_MMAP_THRESHOLD_" not in os.environ
             else f"MALLOC_MMAP_THRESHOLD_={os.environ['MALLOC_MMAP_THRESHOLD_']}"}
 
 
-def run_row(shape: str, batch: int, checkpointing: str, precision: str, timeout: float = 1800) -> dict:
+def run_row(shape: str, batch: int, checkpointing: str, precision: str, timeout: float = 1800,
+            warmup: str = "tiny") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("BENCH_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-    out = subprocess.run([sys.executable, __file__, "--child", shape, str(batch), checkpointing, precision],
+    out = subprocess.run([sys.executable, __file__, "--child", shape, str(batch), checkpointing, precision,
+                          "--warmup", warmup],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -343,6 +384,44 @@ def second_host(prefix: str) -> str:
     return "\n".join(lines) + "\n\n" + HOST2_NOTES
 
 
+def host_report(prefix: str) -> str:
+    """One host's table from ``<prefix>_mmap.json`` (and ``<prefix>.json``, glibc's default, where it was run):
+    the predictions, and for a ``--warmup shapes`` run the runtime code it put in the baseline, with the error the
+    row would have if that code were counted as the model's memory."""
+    from scratchllm.model import ModelConfig
+    from scratchllm.model.report import param_report
+
+    runs = {col: json.loads(Path(f"{prefix}{suffix}.json").read_text()) for col, suffix in
+            (("mmap", "_mmap"), ("glibc", "")) if Path(f"{prefix}{suffix}.json").is_file()}
+    if "mmap" not in runs:
+        raise SystemExit(f"{prefix}_mmap.json is missing: run the allocator column first (see --help)")
+    key = lambda r: (r["shape"], r["batch"], r["precision"], r["checkpointing"])  # noqa: E731
+    by = {col: {key(r): r for r in run["rows"]} for col, run in runs.items()}
+    m = runs["mmap"]["machine"]
+    lines = [f"# The planner's memory model vs real CPU training runs: {m['cpu']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m.get('python', '?')}. "
+             "Peak memory only (no timing is claimed). Commands:", ""]
+    lines += [f"    {run['machine'].get('command', '?')}" for run in runs.values()]
+    lines += ["", "error = predicted / measured − 1. \"runtime\" (`--warmup shapes`): what one thrown-away step "
+              "of the same model and batch left resident (heap trimmed), i.e. the code the runtime made or paged in for "
+              "these matrix shapes; it is in the baseline, and the next column is the error if it were counted as "
+              "the model's memory.", "",
+              "| shape | params | batch × context | precision | checkpointing | predicted MB | measured MB (mmap "
+              "threshold 64 KiB) | error | runtime MB | error with runtime counted | measured MB (glibc default) | "
+              "error |", "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, r in by["mmap"].items():
+        p = predicted(k[0], k[1], k[3], k[2])["total"]
+        cfg = ModelConfig(**SHAPES[k[0]][0])
+        rt = r.get("runtime")
+        g = by.get("glibc", {}).get(k)
+        lines.append(
+            f"| {k[0]} | {param_report(cfg).total / 1e6:.1f}M | {k[1]} × {cfg.context_length} | {k[2]} | {k[3]} | "
+            f"{p / MB:,.1f} | {r['measured'] / MB:,.1f} | {p / r['measured'] - 1:+.0%} | "
+            + (f"{rt / MB:,.1f} | {p / (r['measured'] + rt) - 1:+.0%} | " if rt is not None else "– | – | ")
+            + (f"{g['measured'] / MB:,.1f} | {p / g['measured'] - 1:+.0%} |" if g else "– | – |"))
+    return "\n".join(lines) + "\n"
+
+
 def time_rows() -> list[dict]:
     """The time model (tokens/s = peak × MFU ÷ FLOPs per token, per GPU) against published runs, each given its
     own MFU."""
@@ -383,6 +462,7 @@ def main() -> None:
     parser.add_argument("--before", help="an older planning/memory.py, for a before-the-change column")
     parser.add_argument("--from-log", help="write --raw from a stopped run's progress lines (this machine's label)")
     parser.add_argument("--host2", help="a second host's rows: <prefix>.json (glibc) and <prefix>_mmap.json")
+    parser.add_argument("--host", help="only one host's table, to --out: <prefix>_mmap.json (and <prefix>.json)")
     parser.add_argument("--rows", nargs="+", default=["*"],
                         help="only rows matching one of these patterns of shape:batch:precision:checkpointing, "
                              "e.g. 'micro:16:bf16-mixed:full' or 'gpt2-124m:*:32-true:*'")
@@ -391,13 +471,22 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds one row may take (gpt2-124m batch 4 bf16-mixed took ~24 min on an idle AVX2-only "
                              "CPU, where bf16 is emulated; more on a loaded one)")
+    parser.add_argument("--warmup", choices=("tiny", "shapes"), default="tiny",
+                        help="before the measured fit: a tiny model's fit (tiny, the 2026-12-02 tables) or that and "
+                             "one step of the measured model and batch (shapes: the runtime's per-shape code, e.g. "
+                             "oneDNN's bf16 kernels, goes to the baseline and is reported as 'runtime')")
     args = parser.parse_args()
+    if args.host:
+        text = host_report(args.host)
+        Path(args.out).write_text(text)
+        print(text)
+        return
     if args.from_log:
         Path(args.raw).write_text(json.dumps({"machine": machine(), "rows": rows_from_log(args.from_log)}, indent=1))
         return
     if args.child:
         shape, batch, ckpt, precision = args.child
-        print(json.dumps(child(shape, int(batch), ckpt, precision)))
+        print(json.dumps(child(shape, int(batch), ckpt, precision, args.warmup)))
         return
     if not args.report:
         rows = []
@@ -410,9 +499,10 @@ def main() -> None:
                         if not any(fnmatch.fnmatch(f"{shape}:{batch}:{precision}:{ckpt}", pattern)
                                    for pattern in args.rows):
                             continue
-                        row = run_row(shape, batch, ckpt, precision, args.timeout)
+                        row = run_row(shape, batch, ckpt, precision, args.timeout, args.warmup)
+                        runtime = f", runtime {row['runtime'] / MB:.1f} MB" if "runtime" in row else ""
                         print(f"{shape:10s} b={batch:<3d} {precision:10s} ckpt={ckpt:4s} measured "
-                              f"{row['measured'] / MB:8.1f} MB ({row['seconds']}s)", flush=True)
+                              f"{row['measured'] / MB:8.1f} MB ({row['seconds']}s{runtime})", flush=True)
                         rows.append(row)
                         if args.append:  # a long run keeps every row measured so far
                             _append_rows(Path(args.raw), [row])
