@@ -16,20 +16,26 @@ Weight bytes: every tensor the converted model holds, each storage once, integer
 and every float tensor counted at 2 bytes per number (as bf16, what our file stores the few float tensors in), so
 the column compares formats, not the float32 leftovers each library keeps in memory.
 
+One token at a time (``--decode-tokens``, 4,096 by default): the first tokens' windows are scored again through
+the KV cache one token at a time, the path ``generate`` takes, where int8 layers run their decode kernel (ours
+where the CPU has AVX-512 VNNI, which rounds activations to 15-bit integers; the int8 method is repeated through
+torch's kernel), and against the batched pass on the same tokens: what the decode path changes.
+
 ``--speed`` adds decode tokens/s (batch 1, KV cache, ``--speed-tokens`` tokens, this process's threads): only
 meaningful on an idle machine; without it the column reads "—".
 
-Example (the command of experiments/results/quantize_quality_2026-12-02.md)::
+Example (the shape of experiments/results/quantize_quality_2026-12-03.md's command)::
 
     python experiments/quantize_quality.py \\
         --run char-plays-nano ref/last.ckpt plays \\
         --run char-tinyshakespeare-micro micro/last.ckpt tinyshakespeare=data/tinyshakespeare.txt \\
-        --out experiments/results/quantize_quality_2026-12-02.md
+        --out experiments/results/quantize_quality_2026-12-03.md
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import os
@@ -37,9 +43,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
@@ -80,6 +87,37 @@ def mean_nll(model: nn.Module, ids: torch.Tensor, ctx: int, batch: int = 8) -> f
             _, loss = model(x[i : i + batch], y[i : i + batch])
             total += float(loss) * len(x[i : i + batch])
     return total / len(x)
+
+
+def decode_nll(model: nn.Module, ids: torch.Tensor, ctx: int, limit: int) -> tuple[float, int]:
+    """Mean next-token NLL over the first ``limit`` tokens' ``ctx`` windows (the same windows ``mean_nll`` starts
+    with), fed one token at a time through the KV cache: the path ``generate`` takes, where every linear sees a
+    one-row input and int8 layers run their decode kernel (ours rounds the activations to 15-bit integers per row;
+    ``mean_nll``'s batched windows take the dequantise-then-matmul reference). Returns (NLL, tokens scored)."""
+    windows = max(1, min((len(ids) - 1) // ctx, limit // ctx))
+    total = 0.0
+    with torch.inference_mode():
+        for w in range(windows):
+            x, y = ids[w * ctx : (w + 1) * ctx], ids[w * ctx + 1 : (w + 1) * ctx + 1]
+            caches = model.make_caches(1, max_len=ctx)
+            for t in range(ctx):
+                logits, _ = model(x[t : t + 1].view(1, 1), caches=caches, start_pos=t)
+                total += float(F.cross_entropy(logits[0, -1].float(), y[t]))
+    return total / (windows * ctx), windows * ctx
+
+
+def _torch_int8_kernel() -> contextlib.AbstractContextManager:
+    """int8 layers use torch's ``_weight_int8pack_mm`` for one-row inputs too (our kernel off), in this process."""
+    import scratchllm.quantization.int8 as int8
+
+    @contextlib.contextmanager
+    def use() -> Iterator[None]:
+        saved, int8.int8_matvec = int8.int8_matvec, lambda: None
+        try:
+            yield
+        finally:
+            int8.int8_matvec = saved
+    return use()
 
 
 # ------------------------------------------------------------------------------------------- weight bytes
@@ -178,13 +216,14 @@ def methods(include_libraries: bool) -> list[tuple[str, Callable[[nn.Module], st
 def evaluate_run(label: str, ckpt: str, spec: str, args: argparse.Namespace) -> dict:
     from scratchllm.generation import generate
     from scratchllm.generation.loading import load_for_generation
+    from scratchllm.quantization.native import status as native_status
 
     base, tokenizer = load_for_generation(ckpt, device="cpu", dtype="float32")
     text = held_out_text(spec)
     ids = torch.tensor(tokenizer.encode(text)[: args.max_tokens + 1], dtype=torch.long)
     ctx = base.config.context_length
     prompt = ids[: args.prompt_tokens].tolist()
-    rows = []
+    rows, n_decode = [], 0
     for name, apply in methods(not args.no_libraries):
         print(f"[{label}] {name} …", file=sys.stderr, flush=True)
         model = copy.deepcopy(base)
@@ -201,9 +240,20 @@ def evaluate_run(label: str, ckpt: str, spec: str, args: argparse.Namespace) -> 
                 generate(model, prompt[:4], args.speed_tokens, temperature=0)
                 speed = args.speed_tokens / (time.perf_counter() - start)
         rows.append(Row(name, nll, weight_bytes(model), tokens, speed, note))
+        if args.decode_tokens:
+            rows[-1].extra["decode"], n_decode = decode_nll(model, ids, ctx, args.decode_tokens)
+            batched = mean_nll(model, ids[: n_decode + 1], ctx)  # the same tokens, batched
+            rows[-1].extra["batched"] = batched
+            if name == "int8" and native_status()[0] is not None:  # the same weights through torch's kernel
+                with _torch_int8_kernel():
+                    nll_torch, _ = decode_nll(model, ids, ctx, args.decode_tokens)
+                rows.append(Row("int8, torch's kernel", nll, rows[-1].bytes, tokens, None,
+                                "int8's weights; one-token columns through torch's _weight_int8pack_mm",
+                                {"decode": nll_torch, "batched": batched}))
         del model
     return {"label": label, "ckpt": ckpt, "spec": spec, "config": base.config, "tokenizer": tokenizer,
-            "n_tokens": (len(ids) - 1) // ctx * ctx, "prompt": prompt, "rows": rows}
+            "n_tokens": (len(ids) - 1) // ctx * ctx, "n_decode": n_decode, "prompt": prompt, "rows": rows,
+            "kernel": native_status()}
 
 
 def _same_prefix(a: list[int], b: list[int]) -> int:
@@ -220,14 +270,25 @@ def report(result: dict, args: argparse.Namespace) -> str:
              f"({tok.name} tokenizer), {cfg.position}/{cfg.norm}/{cfg.mlp}, tied={cfg.tie_embeddings}. Held-out: "
              f"`{result['spec']}`, {result['n_tokens']:,} tokens in windows of {cfg.context_length}. Greedy: "
              f"{args.new_tokens} new tokens after a {len(result['prompt'])}-token held-out prompt.", "",
-             "| method | held-out ppl | Δ ppl vs fp32 | weight bytes | ×bf16 | greedy tokens = fp32 | decode tok/s "
-             "| note |", "|---|---|---|---|---|---|---|---|"]
+             "| method | held-out ppl | Δ ppl vs fp32 | one token at a time: Δ ppl vs fp32 | one token at a time "
+             "− batched, NLL | weight bytes | ×bf16 | greedy tokens = fp32 | decode tok/s | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ppl, change = math.exp(r.nll), math.exp(r.nll - fp32.nll) - 1
+        decode = f"{math.exp(r.extra['decode'] - fp32.extra['decode']) - 1:+.2%}" if "decode" in r.extra else "—"
+        path = f"{r.extra['decode'] - r.extra['batched']:+.1e}" if "batched" in r.extra else "—"
         same = _same_prefix(r.tokens, fp32.tokens)
         speed = f"{r.tok_per_s:.1f}" if r.tok_per_s else "—"
-        lines.append(f"| {r.method} | {ppl:.4f} | {change:+.2%} | {r.bytes / 2**20:.2f} MB | "
+        lines.append(f"| {r.method} | {ppl:.4f} | {change:+.2%} | {decode} | {path} | {r.bytes / 2**20:.2f} MB | "
                      f"{r.bytes / bf16_bytes:.3f} | {same}/{len(fp32.tokens)} | {speed} | {r.note} |")
+    if "decode" in fp32.extra:
+        kernel, why = result["kernel"]
+        lines += ["", f"One token at a time: the first {result['n_decode']:,} held-out tokens (whole windows), "
+                  f"each fed alone through the KV cache as `generate` does; int8 layers then run "
+                  f"{'our kernel' if kernel else 'torch' + chr(39) + 's kernel (' + str(why) + ')'}. "
+                  f"\"− batched\": that NLL minus the same model's batched NLL on the same tokens, i.e. what the "
+                  f"one-token path (the decode kernels, the KV cache) changes; the other columns are over all "
+                  f"{result['n_tokens']:,} tokens."]
     lines += ["", "Greedy continuations (first 200 characters):", ""]
     lines.append("```text")
     lines.append(f"prompt    : {tok.decode(result['prompt'])[-120:]!r}")
@@ -246,6 +307,9 @@ def main() -> None:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--no-libraries", action="store_true", help="ours only (skip torchao / bitsandbytes)")
+    p.add_argument("--decode-tokens", type=int, default=4096,
+                   help="also score this many held-out tokens one at a time through the KV cache (the decode "
+                        "kernels' path); 0: skip")
     p.add_argument("--speed", action="store_true", help="also time decoding (idle machine only)")
     p.add_argument("--speed-tokens", type=int, default=128)
     p.add_argument("--out", help="write the Markdown report here (also printed)")
