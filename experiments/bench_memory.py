@@ -32,9 +32,10 @@ processes' use, so the busy machine does not disturb it (only its timing).
 **Runtime code per shape** (``--warmup shapes``). Where oneDNN runs bf16 matmuls (CPUs with AVX512-BF16 or AMX),
 every new matrix shape costs resident memory that is code, not tensors: its JIT-compiled kernel, primitive cache
 entry and the library pages it touches (42 bf16 matmul shapes of the nano model: +14.6 MB of RSS, fp32: +1.2 MB;
-with ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` still +7.1 MB). The tiny warm-up cannot load it (other shapes), so the
-2026-12-02 tables count it as the model's memory: −17…−18% on the nano bf16 rows of the Intel AMX and AMD Zen 5
-hosts, 0% on AVX2 where torch does not call oneDNN for bf16. ``--warmup shapes`` also runs one step of the measured
+with ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` still +7.1 MB). The tiny warm-up cannot load it (other shapes), so with it
+alone (the 2026-12-02 tables) it counts as the model's memory: −15…−18% on the nano batch-32 bf16 rows of an Intel
+AMX host (2026-12-02) and an AMD Zen 5 (2026-12-03, ``_tiny_mmap.json``), nothing on AVX2, where torch does not
+call oneDNN for bf16. ``--warmup shapes`` also runs one step of the measured
 model and batch before the reset, trims the heap (``malloc_trim``) and reports what that step left resident as
 ``runtime``; the host table (``--host``) shows the error with and without it.
 
@@ -169,8 +170,8 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    command = " ".join(["OMP_NUM_THREADS=1"] + [f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_",)
-                                                if k in os.environ] + [".venv/bin/python", *sys.argv])
+    command = " ".join([f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS", "BENCH_THREADS")
+                        if k in os.environ] + [".venv/bin/python", *sys.argv])
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "command": command,
             "malloc": "glibc default" if "MALLOC_MMAP_THRESHOLD_" not in os.environ
