@@ -283,9 +283,9 @@ def report(result: dict, args: argparse.Namespace) -> str:
                      f"{r.bytes / bf16_bytes:.3f} | {same}/{len(fp32.tokens)} | {speed} | {r.note} |")
     if "decode" in fp32.extra:
         kernel, why = result["kernel"]
+        runs = "our kernel" if kernel is not None else f"torch's kernel ({why})"
         lines += ["", f"One token at a time: the first {result['n_decode']:,} held-out tokens (whole windows), "
-                  f"each fed alone through the KV cache as `generate` does; int8 layers then run "
-                  f"{'our kernel' if kernel else 'torch' + chr(39) + 's kernel (' + str(why) + ')'}. "
+                  f"each fed alone through the KV cache as `generate` does; int8 layers then run {runs}. "
                   f"\"− batched\": that NLL minus the same model's batched NLL on the same tokens, i.e. what the "
                   f"one-token path (the decode kernels, the KV cache) changes; the other columns are over all "
                   f"{result['n_tokens']:,} tokens."]
