@@ -31,13 +31,13 @@ processes' use, so the busy machine does not disturb it (only its timing).
 
 **Runtime code per shape** (``--warmup shapes``). Where oneDNN runs bf16 matmuls (CPUs with AVX512-BF16 or AMX),
 every new matrix shape costs resident memory that is code, not tensors: its JIT-compiled kernel, primitive cache
-entry and the library pages it touches (42 bf16 matmul shapes of the nano model: +14.6 MB of RSS, fp32: +1.2 MB;
-with ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` still +7.1 MB). The tiny warm-up cannot load it (other shapes), so with it
-alone (the 2026-12-02 tables) it counts as the model's memory: −15…−18% on the nano batch-32 bf16 rows of an Intel
-AMX host (2026-12-02) and an AMD Zen 5 (2026-12-03, ``_tiny_mmap.json``), nothing on AVX2, where torch does not
-call oneDNN for bf16. ``--warmup shapes`` also runs one step of the measured
-model and batch before the reset, trims the heap (``malloc_trim``) and reports what that step left resident as
-``runtime``; the host table (``--host``) shows the error with and without it.
+entry and the library pages it touches (``bench_runtime_rss.py``: 42 bf16 matmul shapes of the nano model add
+14.7 MB of RSS, fp32 1.2 MB; with ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` still 6.9 MB). The tiny warm-up cannot
+load it (other shapes), so with it alone (the 2026-12-02 tables) it counts as the model's memory: −15…−18% on
+the nano batch-32 bf16 rows of an Intel AMX host (2026-12-02) and an AMD Zen 5 (2026-12-03, ``_tiny_mmap.json``),
+nothing on AVX2, where torch does not call oneDNN for bf16. ``--warmup shapes`` also runs one step of the
+measured model and batch before the reset, trims the heap (``malloc_trim``) and reports what that step left
+resident as ``runtime``; the host table (``--host``) shows the error with and without it.
 
 **Two allocators.** glibc's default moves its mmap threshold up to the size of the blocks freed (up to 32 MB), so
 mid-size activations end up in a heap it does not give back; ``MALLOC_MMAP_THRESHOLD_=65536`` pins the threshold,
@@ -55,6 +55,7 @@ import fnmatch
 import gc
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -170,8 +171,9 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    command = " ".join([f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS", "BENCH_THREADS")
-                        if k in os.environ] + [".venv/bin/python", *sys.argv])
+    # the rows' children run with BENCH_THREADS threads (1 unless set), whatever OMP_NUM_THREADS the parent has
+    command = " ".join([f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_", "BENCH_THREADS") if k in os.environ]
+                       + [".venv/bin/python", shlex.join(sys.argv)])
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "command": command,
             "malloc": "glibc default" if "MALLOC_MMAP_THRESHOLD_" not in os.environ
@@ -296,8 +298,11 @@ def rows_from_log(log: str) -> list[dict]:
     for line in Path(log).read_text().splitlines():
         f = line.split()
         if len(f) >= 6 and f[0] in SHAPES and f[1].startswith("b="):
-            rows.append({"shape": f[0], "batch": int(f[1][2:]), "precision": f[2], "checkpointing": f[3][5:],
-                         "measured": float(f[5]) * MB})
+            row = {"shape": f[0], "batch": int(f[1][2:]), "precision": f[2], "checkpointing": f[3][5:],
+                   "measured": float(f[5]) * MB}
+            if "runtime" in f:  # a --warmup shapes line: "(…s, runtime X MB)"
+                row["runtime"] = float(f[f.index("runtime") + 1]) * MB
+            rows.append(row)
     return rows
 
 

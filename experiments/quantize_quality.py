@@ -94,7 +94,10 @@ def decode_nll(model: nn.Module, ids: torch.Tensor, ctx: int, limit: int) -> tup
     with), fed one token at a time through the KV cache: the path ``generate`` takes, where every linear sees a
     one-row input and int8 layers run their decode kernel (ours rounds the activations to 15-bit integers per row;
     ``mean_nll``'s batched windows take the dequantise-then-matmul reference). Returns (NLL, tokens scored)."""
-    windows = max(1, min((len(ids) - 1) // ctx, limit // ctx))
+    windows = min((len(ids) - 1) // ctx, limit // ctx)
+    if windows < 1:
+        raise SystemExit(f"--decode-tokens {limit}: needs at least one window of {ctx} tokens "
+                         f"(and a held-out text of more than {ctx} tokens)")
     total = 0.0
     with torch.inference_mode():
         for w in range(windows):
@@ -245,9 +248,10 @@ def evaluate_run(label: str, ckpt: str, spec: str, args: argparse.Namespace) -> 
             batched = mean_nll(model, ids[: n_decode + 1], ctx)  # the same tokens, batched
             rows[-1].extra["batched"] = batched
             if name == "int8" and native_status()[0] is not None:  # the same weights through torch's kernel
-                with _torch_int8_kernel():
+                with _torch_int8_kernel(), torch.inference_mode():
                     nll_torch, _ = decode_nll(model, ids, ctx, args.decode_tokens)
-                rows.append(Row("int8, torch's kernel", nll, rows[-1].bytes, tokens, None,
+                    tokens_torch = generate(model, prompt, args.new_tokens, temperature=0)
+                rows.append(Row("int8, torch's kernel", nll, rows[-1].bytes, tokens_torch, None,
                                 "int8's weights; one-token columns through torch's _weight_int8pack_mm",
                                 {"decode": nll_torch, "batched": batched}))
         del model

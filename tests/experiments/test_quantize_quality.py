@@ -50,3 +50,9 @@ def test_int8_one_token_at_a_time_takes_the_kernel_and_stays_near_the_reference(
     assert theirs == pytest.approx(reference, abs=1e-5)  # torch's kernel: fp32 activations, exact up to float
     tolerance = 1e-3 if status()[0] is not None else 1e-5  # ours rounds activations to 15-bit integers per row
     assert ours == pytest.approx(reference, abs=tolerance)
+
+
+def test_decode_needs_one_whole_window(model_and_ids):
+    model, ids = model_and_ids
+    with pytest.raises(SystemExit, match="at least one window of 32"):
+        quantize_quality.decode_nll(model, ids, 32, 31)
