@@ -225,9 +225,10 @@ def quantized_bytes(model: GPT) -> int:
 def quantized_rows(model16: GPT, name: str, n: int, ours16: list[int], args: argparse.Namespace) -> list[Row]:
     """int8 (our kernel where this CPU runs it, then torch's ``_weight_int8pack_mm`` on the same weights) and int4
     group 64, quantized from the bf16 model, computing in bf16 as ``generate quantize=…`` does."""
+    import contextlib
     import copy
 
-    import scratchllm.quantization.int8 as int8
+    from bench.int8_kernel import torch_int8_kernel
     from scratchllm.quantization import QuantConfig, quantize_model
     from scratchllm.quantization.native import status
 
@@ -236,18 +237,14 @@ def quantized_rows(model16: GPT, name: str, n: int, ours16: list[int], args: arg
         model = copy.deepcopy(model16).float()
         quantize_model(model, QuantConfig(method) if method == "int8" else QuantConfig("int4", 64))
         model.to(torch.bfloat16)
-        kernels = [("ours", None), ("torch", lambda: None)] if method == "int8" and status()[0] is not None \
-            else [("torch", None)]
-        for kernel, override in kernels:
+        # torch's kernel on the same weights, in this process: the in-process A/B
+        kernels = [("ours", contextlib.nullcontext), ("torch", torch_int8_kernel)] \
+            if method == "int8" and status()[0] is not None else [("torch", contextlib.nullcontext)]
+        for kernel, using in kernels:
             label = f"{method} ({kernel} kernel)" if method == "int8" else "int4 g64"
             print(f"[{name} n={n}] {label} cached …", file=sys.stderr, flush=True)
-            saved = int8.int8_matvec
-            if override is not None:
-                int8.int8_matvec = override  # torch's kernel for this row: the in-process A/B
-            try:
+            with using():
                 s, out, _ = time_ours(model, n, use_cache=True, repeats=args.repeats)
-            finally:
-                int8.int8_matvec = saved
             same = sum(a == b for a, b in zip(out, ours16))
             rows.append(Row(name, n, "scratchllm", label, "yes", n / s, s, "measured", quantized_bytes(model),
                             f"{same}/{n} tokens equal bf16's"))

@@ -35,7 +35,6 @@ Example (the shape of experiments/results/quantize_quality_2026-12-03.md's comma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import math
 import os
@@ -43,13 +42,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
+from bench.int8_kernel import torch_int8_kernel  # experiments/ is on the path: this file runs as a script
+from bench.machine import cpu_model
 
 OURS = [("int8", {}), *[("int4", {"group_size": g, "symmetric": s}) for s in (False, True) for g in (32, 64, 128)]]
 
@@ -107,20 +107,6 @@ def decode_nll(model: nn.Module, ids: torch.Tensor, ctx: int, limit: int) -> tup
                 logits, _ = model(x[t : t + 1].view(1, 1), caches=caches, start_pos=t)
                 total += float(F.cross_entropy(logits[0, -1].float(), y[t]))
     return total / (windows * ctx), windows * ctx
-
-
-def _torch_int8_kernel() -> contextlib.AbstractContextManager:
-    """int8 layers use torch's ``_weight_int8pack_mm`` for one-row inputs too (our kernel off), in this process."""
-    import scratchllm.quantization.int8 as int8
-
-    @contextlib.contextmanager
-    def use() -> Iterator[None]:
-        saved, int8.int8_matvec = int8.int8_matvec, lambda: None
-        try:
-            yield
-        finally:
-            int8.int8_matvec = saved
-    return use()
 
 
 # ------------------------------------------------------------------------------------------- weight bytes
@@ -248,7 +234,7 @@ def evaluate_run(label: str, ckpt: str, spec: str, args: argparse.Namespace) -> 
             batched = mean_nll(model, ids[: n_decode + 1], ctx)  # the same tokens, batched
             rows[-1].extra["batched"] = batched
             if name == "int8" and native_status()[0] is not None:  # the same weights through torch's kernel
-                with _torch_int8_kernel(), torch.inference_mode():
+                with torch_int8_kernel(), torch.inference_mode():
                     nll_torch, _ = decode_nll(model, ids, ctx, args.decode_tokens)
                     tokens_torch = generate(model, prompt, args.new_tokens, temperature=0)
                 rows.append(Row("int8, torch's kernel", nll, rows[-1].bytes, tokens_torch, None,

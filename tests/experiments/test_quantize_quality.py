@@ -45,8 +45,10 @@ def test_int8_one_token_at_a_time_takes_the_kernel_and_stays_near_the_reference(
     assert not calls
     ours, _ = quantize_quality.decode_nll(q, ids, 32, 64)
     assert calls  # one-row inputs asked for the decode kernel
-    with quantize_quality._torch_int8_kernel():
+    patched = int8.int8_matvec
+    with quantize_quality.torch_int8_kernel():
         theirs, _ = quantize_quality.decode_nll(q, ids, 32, 64)
+    assert int8.int8_matvec is patched  # put back after the block
     assert theirs == pytest.approx(reference, abs=1e-5)  # torch's kernel: fp32 activations, exact up to float
     tolerance = 1e-3 if status()[0] is not None else 1e-5  # ours rounds activations to 15-bit integers per row
     assert ours == pytest.approx(reference, abs=tolerance)
