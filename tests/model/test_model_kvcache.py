@@ -57,3 +57,27 @@ def test_make_caches_follows_model_dtype(tiny) -> None:
     caches = model.make_caches(3, max_len=4)
     assert all(isinstance(c, KVCache) and c.k.dtype == torch.bfloat16 and c.v.shape == (3, 4, 4, 8) for c in caches)
     assert model.make_caches(1, dtype=torch.float32)[0].k.dtype == torch.float32
+
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+@pytest.mark.parametrize("n_kv_head", [4, 1], ids=["mha", "mqa"])
+def test_bf16_decode_step_attends_in_float32(tiny, attention, n_kv_head) -> None:
+    """A one-query bf16 step on CPU upcasts q, k and v (decode_in_float32 says why: speed): what reaches the output
+    projection is the float32 attention over the cached bf16 values, rounded once to bf16."""
+    from scratchllm.model.attention import CausalSelfAttention
+
+    attn = CausalSelfAttention(tiny(attention=attention, n_kv_head=n_kv_head)).eval().to(torch.bfloat16)
+    seen = {}
+    attn.proj.register_forward_pre_hook(lambda mod, args: seen.update(y=args[0]))
+    x = torch.randn(2, 12, 32, dtype=torch.bfloat16)
+    cache = KVCache(2, 16, n_kv_head, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        attn(x[:, :11], cache=cache, start_pos=0)
+        out = attn(x[:, 11:], cache=cache, start_pos=11)
+        q = attn.qkv(x[:, 11:])[..., :32].view(2, 1, 4, 8).transpose(1, 2)
+        k, v = cache.k[:, :, :12], cache.v[:, :, :12]
+        run = attn._sdpa if attention == "sdpa" else attn._explicit
+        expected = run(q.float(), k.float(), v.float()).to(torch.bfloat16).transpose(1, 2).reshape(2, 1, 32)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(seen["y"], expected)
