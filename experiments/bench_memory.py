@@ -44,8 +44,9 @@ mid-size activations end up in a heap it does not give back; ``MALLOC_MMAP_THRES
 every tensor above 64 KiB is its own mapping returned on free, and the resident set follows the live tensors.
 
 **What is predicted.** ``scratchllm.planning.memory.memory(...).total`` for one device (no DDP buckets) with the CPU's
-``optimizer="foreach"`` (the multi-tensor AdamW keeps one state-sized temporary during its step; CUDA's fused
-kernel does not).
+``optimizer="foreach"`` (the multi-tensor AdamW keeps one state-sized temporary during its step; the fused kernel
+does not). The training runs pin ``fused: False`` (foreach, the CPU default when these tables were made), so the
+committed tables regenerate as they were made.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def child(shape: str, batch: int, checkpointing: str, precision: str, warmup: st
         module = GPTLitModule(
             model=model_cfg.to_dict(),
             optim={"_target_": "scratchllm.training.optim.build_adamw", "_partial_": True, "lr": 1e-3,
-                   "weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-8, "fused": None},
+                   "weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-8, "fused": False},
             scheduler={"_target_": "scratchllm.training.optim.WarmupCosine", "_partial_": True, "warmup_steps": 1,
                        "min_lr_ratio": 0.1, "decay": "cosine", "total_steps": steps},
             objective={"_target_": "scratchllm.training.objectives.NextTokenLM"},
@@ -250,8 +251,8 @@ The "before" column is commit 74c6839's model: off by up to −23% (bf16-mixed) 
    counted in buffers (the log-softmax itself was already an activation).
 3. **The optimizer step is a second candidate for the peak.** Lightning zeroes gradients between the forward and the
    backward pass, so the forward pass ends holding weights, state, the previous gradients and every activation; the
-   step holds weights, gradients, state and, for the foreach AdamW used off CUDA, one state-sized temporary
-   (`memory(..., optimizer="foreach")`; the fused CUDA kernel has none, the planner's default). The peak is the
+   step holds weights, gradients, state and, for the foreach AdamW measured here, one state-sized temporary
+   (`memory(..., optimizer="foreach")`; the fused kernel has none, the planner's default). The peak is the
    larger moment.
 4. **One device has no DDP buckets** (Lightning trains a single device without DDP): the n × 4 bytes of all-reduce
    buckets are counted only when world > 1.

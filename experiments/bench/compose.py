@@ -109,5 +109,5 @@ def auto_defaults(device: str) -> dict[str, object]:
     GlobalHydra.instance().clear()
     decisions = {d.name: d for d in auto.resolve(cfg)}
     return {"precision": decisions["precision"].value, "compile": bool(decisions["compile"].value),
-            "attention": decisions["model.attention"].value, "optimizer": "fused" if device == "cuda" else "foreach",
+            "attention": decisions["model.attention"].value, "optimizer": "fused",
             "reasons": [d.line() for d in decisions.values()]}

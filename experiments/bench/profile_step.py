@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--precision", default="auto", choices=["auto", "32-true", "bf16-mixed"])
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "explicit"])
-    p.add_argument("--fused", action="store_true", help="fused AdamW (default: foreach, the CPU default)")
+    p.add_argument("--foreach", action="store_true", help="the multi-tensor AdamW (default: the fused kernel, "
+                   "optim.fused=null's pick on CPU and CUDA)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="timed steps (the profiled window is 5 more)")
     p.add_argument("--tag", default=None)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> Path:
     torch.manual_seed(0)
     config = dataclasses.replace(load_preset(args.model), attention=attention)
     model = GPT(config)
-    optimizer = build_adamw(model, lr=1e-4, fused=args.fused)
+    optimizer = build_adamw(model, lr=1e-4, fused=False if args.foreach else None)
     if compiled:
         import torch._inductor.config as inductor_config
 
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> Path:
     machine = machine_info("cpu")
     command = "python " + " ".join(shlex.quote(a) for a in ["experiments/bench/profile_step.py",
                                                              *(sys.argv[1:] if argv is None else argv)])
-    lines = [f"# Where the {args.model} step goes: {precision}, compile={compiled}, attention={attention}", "",
+    adamw = "fused" if optimizer.defaults.get("fused") else "foreach"
+    lines = [f"# Where the {args.model} step goes: {precision}, compile={compiled}, attention={attention}, "
+             f"{adamw} AdamW", "",
              *header_lines(machine, command),
              f"- step: {step_s * 1e3:.1f} ms over {args.steps} steps = {tokens / step_s:,.0f} tokens/s (batch "
              f"{args.batch} × {config.context_length}); the profiled window's step: {total:.1f} ms (profiling "

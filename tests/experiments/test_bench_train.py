@@ -105,11 +105,11 @@ def test_overhead_rows_and_the_target_check():
     assert rows["lightning"]["overhead_pct"] == pytest.approx(2.5)
     assert rows["lightning-default"]["overhead_pct"] == pytest.approx(10.0)
     assert rows["lightning"]["extra_ms_per_step"] == pytest.approx(1e3 * (3072 / 975 - 3072 / 1000))
-    (check,) = report.target_checks(list(rows.values()), "cpu")
+    (check,) = report.target_checks(list(rows.values()))
     assert "+2.5%" in check and check.endswith("→ met")
     rows["lightning"]["overhead_pct"] = 3.5
-    assert report.target_checks([rows["lightning"]], "cpu")[0].endswith("→ NOT met")
-    assert report.target_checks([], "cpu")[0].endswith("not in this run's grid")
+    assert report.target_checks([rows["lightning"]])[0].endswith("→ NOT met")
+    assert report.target_checks([])[0].endswith("not in this run's grid")
 
 
 def test_speedup_rows_against_eager_fp32_and_the_target_check():
@@ -150,15 +150,19 @@ def test_auto_plan_pairs_the_defaults_with_eager_fp32(monkeypatch, flags, picked
     monkeypatch.setattr(auto, "cxx_compiler", lambda env=None: ("/usr/bin/c++", "C++ compiler /usr/bin/c++"))
     args = run.parse_args(["--models", "micro", "--auto", "--loops", "lightning", "--repeats", "2", "--device", "cpu"])
     jobs, chosen = run.auto_plan(args, dict(repeats=2, device="cpu"))
-    keys = [(j.precision, j.compile, j.attention) for j in jobs]
-    if picked is None:
-        assert keys == [("32-true", False, "sdpa")] * 2 and chosen["precision"] == "32-true"
+    keys = [(j.precision, j.compile, j.attention, j.optimizer) for j in jobs]
+    eager = [("32-true", False, "sdpa", "foreach"), ("32-true", False, "sdpa", "fused")]  # the reference first
+    assert chosen["optimizer"] == "fused"  # torch's fused AdamW, the default on CPU
+    if picked is None:  # auto = eager fp32 with the default (fused) AdamW
+        assert keys == eager * 2 and chosen["precision"] == "32-true"
         return
-    assert keys == [("32-true", False, "sdpa"), picked] * 2  # alternating, job by job
-    rows = report.speedup_rows([_run("lightning", 1000.0),
-                                _run("lightning", 3100.0, precision="bf16-mixed", compile=True, attention="explicit")])
-    (line,) = report.auto_checks(rows, chosen)
-    assert "3.10× eager fp32 (target ≥ 3.0×) → met" in line
+    assert keys == (eager + [(*picked, "fused")]) * 2  # alternating, job by job
+    rows = report.speedup_rows([
+        _run("lightning", 1000.0), _run("lightning", 1020.0, optimizer="fused"),
+        _run("lightning", 3100.0, precision="bf16-mixed", compile=True, attention="explicit", optimizer="fused")])
+    line, same_optimizer = report.auto_checks(rows, chosen)
+    assert "3.10× eager fp32 (foreach AdamW) (target ≥ 3.0×) → met" in line
+    assert same_optimizer.strip() == "- against eager fp32 with the same fused AdamW (1,020 tokens/s): 3.04×"
 
 
 def test_entry_point_writes_markdown_and_csv(tmp_path):

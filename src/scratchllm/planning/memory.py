@@ -27,8 +27,8 @@ PRECISIONS = {
     "32-true": dict(weights=4, grads=4, optimizer=8, cast=0, act=4, resid=4),
     "bf16-true": dict(weights=2, grads=2, optimizer=4, cast=0, act=2, resid=2),
 }
-# AdamW implementations: foreach (our default off CUDA) holds one state-sized temporary (the sqrt of the second
-# moment) during its step; the fused CUDA kernel none
+# AdamW implementations: foreach (``optim.fused=false``) holds one state-sized temporary (the sqrt of the second
+# moment) during its step; the fused kernel (the default on CPU and CUDA) none
 OPTIMIZERS = ("fused", "foreach")
 STRATEGIES = ("ddp", "fsdp-hybrid", "fsdp-full")
 CHECKPOINTING = ("none", "selective", "full")  # selective: the attention sub-layer is recomputed
