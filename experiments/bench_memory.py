@@ -14,10 +14,10 @@ published runs: ``experiments/results/memory_model_<date>.md``.
         --out experiments/results/memory_model_2026-12-03_zen5.md                        # that host's table
 
 **What runs.** Each row is a fresh process training the real ``GPTLitModule`` (AdamW as ``optim=adamw``
-configures it: foreach on CPU; gradient clipping 1.0) with Lightning's ``Trainer`` on one CPU device for 3
-optimizer steps, at ``32-true`` or ``bf16-mixed``, with ``model.checkpointing=none|full``. The batches are random
-token ids of the model's vocabulary (memory does not depend on the ids; the data pipeline is left out so that only
-training is measured).
+configures it, pinned to foreach, the CPU default when these tables were made; gradient clipping 1.0) with
+Lightning's ``Trainer`` on one CPU device for 3 optimizer steps, at ``32-true`` or ``bf16-mixed``, with
+``model.checkpointing=none|full``. The batches are random token ids of the model's vocabulary (memory does not
+depend on the ids; the data pipeline is left out so that only training is measured).
 
 **How peak memory is measured.** tracemalloc sees only Python's allocator, not torch's tensors, so it is useless
 here. torch has no allocator statistics for CPU tensors either (``torch.cuda.max_memory_allocated`` is CUDA only).

@@ -58,10 +58,8 @@ def test_make_caches_follows_model_dtype(tiny) -> None:
     assert all(isinstance(c, KVCache) and c.k.dtype == torch.bfloat16 and c.v.shape == (3, 4, 4, 8) for c in caches)
     assert model.make_caches(1, dtype=torch.float32)[0].k.dtype == torch.float32
 
-
-
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
-@pytest.mark.parametrize("n_kv_head", [4, 1], ids=["mha", "mqa"])
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1], ids=["mha", "gqa", "mqa"])
 def test_bf16_decode_step_attends_in_float32(tiny, attention, n_kv_head) -> None:
     """A one-query bf16 step on CPU upcasts q, k and v (decode_in_float32 says why: speed): what reaches the output
     projection is the float32 attention over the cached bf16 values, rounded once to bf16."""

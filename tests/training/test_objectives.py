@@ -67,14 +67,11 @@ def test_adamw_is_fused_on_cpu_by_default_and_matches_foreach():
     assert default.defaults["fused"] is True and foreach.defaults["foreach"] is True and not foreach.defaults["fused"]
     before = [p.detach().clone() for p in models[0].parameters()]
     ids = torch.randint(0, 50, (2, 8))
-    for _ in range(3):
-        for model, optimizer in zip(models, (default, foreach)):
-            model(ids, ids)[1].backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    for model, optimizer in zip(models, (default, foreach)):  # one step from the same weights and gradients
+        model(ids, ids)[1].backward()
+        optimizer.step()
     for a, b, start in zip(models[0].parameters(), models[1].parameters(), before):
-        # within 1% of one step (lr): the kernels round differently where m / √v divides near-zero gradients
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)  # lr is 1e-2: the kernels differ by rounding only
         assert (a - start).abs().max() > 1e-3  # and every parameter did move
 
 

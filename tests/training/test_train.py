@@ -175,11 +175,13 @@ def test_missing_shard_folder(make_cfg, capsys, tmp_path):
     assert "does not exist" in err and "data.path" in err
 
 
-def test_bf16_mixed_with_fused_adamw_and_clipping_trains(make_cfg):
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_bf16_mixed_with_fused_adamw_and_clipping_trains(make_cfg, algorithm):
     """Lightning's mixed-precision plugin refuses to clip with a fused optimizer; bf16 needs no unscaling, so the
-    module clips itself (this is the combination experiment=gpt2_124m uses on a GPU)."""
-    result = _run(make_cfg("precision=bf16-mixed", "optim.fused=true", "trainer.gradient_clip_val=1.0",
-                           "trainer.max_steps=3", "sample.max_new_tokens=0"))
+    module clips itself, by norm or by value (fused AdamW is the default on CPU; experiment=gpt2_124m on a GPU)."""
+    result = _run(make_cfg("precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
+                           f"+trainer.gradient_clip_algorithm={algorithm}", "trainer.max_steps=3",
+                           "sample.max_new_tokens=0"))
     assert result["global_step"] == 3
 
 

@@ -163,15 +163,17 @@ class GPTLitModule(L.LightningModule):
 
         Also what lets ``optim.fused=true`` train under ``bf16-mixed``: Lightning's mixed-precision plugin refuses
         to clip whenever the optimizer can unscale gradients itself (fused AdamW), because under ``16-mixed`` they
-        still carry the loss scale. bf16 has no loss scale, so clipping here is exact. FSDP clips through its
-        wrapped root module (which reduces the norm over shards); ``16-mixed`` and clipping by value keep
-        Lightning's own path."""
+        still carry the loss scale. bf16 has no loss scale, so clipping here is exact, by norm or by value (fused
+        AdamW is the default on CPU and CUDA). FSDP clips through its wrapped root module (which reduces the norm
+        over shards); ``16-mixed`` keeps Lightning's own path."""
         log_norm = log_this_step(self.trainer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         own_path = (bool(gradient_clip_val) and str(self.trainer.precision) != "16-mixed"
-                    and gradient_clip_algorithm in (None, "norm")
                     and isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy)))
-        if own_path:
+        if own_path and gradient_clip_algorithm == "value":
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if log_norm and params else None
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        elif own_path and gradient_clip_algorithm in (None, "norm"):
             norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
         elif bool(gradient_clip_val) and gradient_clip_algorithm in (None, "norm") and isinstance(
             self.trainer.strategy, FSDPStrategy

@@ -56,7 +56,9 @@ def build_adamw(
     """AdamW over ``param_groups``. ``fused=None`` picks torch's fused kernel where it has one (CPU and CUDA: one
     pass over parameters, gradients and both moments) and the multi-tensor ``foreach`` one elsewhere, whose every
     operation is another pass over memory. A step with clipping on 2 CPU cores: micro 9.9 ms fused against 40.4 ms
-    foreach, gpt2-124m 91 against 644 ms (experiments/bench_adamw.py, results/adamw_2026-12-03.md)."""
+    foreach, gpt2-124m 91 against 644 ms (experiments/bench_adamw.py, results/adamw_2026-12-03.md).
+    A resumed run keeps the kind its checkpoint holds (torch restores each parameter group's ``fused``/``foreach``
+    flags with its state): a run started with foreach finishes with it, exactly as it would have uninterrupted."""
     if lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {lr}")
     device_type = next(model.parameters()).device.type
