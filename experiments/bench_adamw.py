@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 
 import torch
 
 from bench.machine import cpu_model
+from bench.timing import per_call_interleaved
 from scratchllm.model import GPT, load_preset
 from scratchllm.training.optim import build_adamw
 
@@ -55,13 +55,8 @@ def main() -> None:
         steps[kind], _, n = make_step(kind, args.preset)
         for _ in range(3):  # warm-up (and the compile)
             steps[kind]()
-    best = dict.fromkeys(KINDS, float("inf"))
-    for _ in range(args.rounds):
-        for kind, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            best[kind] = min(best[kind], (time.perf_counter() - start) / args.steps)
+    best = per_call_interleaved({kind: lambda step=step: [step() for _ in range(args.steps)]
+                                 for kind, step in steps.items()}, args.steps, args.rounds)
     command = shlex.join(["python", "experiments/bench_adamw.py", *sys.argv[1:]])
     print(f"machine: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.preset}: {n / 1e6:.2f}M parameters; command: {command}\n")

@@ -2,16 +2,17 @@
 
 One decode step of GPT-2 small attends one query per head (12 heads of 64) over every cached position, in each of
 its 12 layers. Part 1 times that attention alone, for caches of 128 to 2,048 positions: torch's bf16 kernels
-(SDPA and the explicit ``q @ kᵀ → softmax → @ v``) against the same call after casting q, k and v to float32,
-and against a cache kept in float32 (no cast; twice the cache memory). Like a real step it cycles over 12 layers'
-caches, each allocated at its full length and viewed up to L positions, as ``KVCache`` does. All rows run
-interleaved, round after round, and each keeps its best round (other load only ever slows a round down).
+(the model's own SDPA and explicit ``q @ kᵀ → mask → softmax → @ v`` methods) against the same call after casting
+q, k and v to float32, and against a cache kept in float32 (no cast; twice the cache memory). Like a real step it
+cycles over 12 layers' caches, each allocated at its full length and viewed up to L positions, as ``KVCache``
+does. All rows run interleaved, round after round, and each keeps its best round (other load only ever slows a
+round down).
 
 Part 2 times whole decode steps of GPT-2 small (random weights, bf16 and int8 weights computing in bf16) after a
 prompt of P tokens, with the float32 attention on and off in the same process (``decode_in_float32`` patched to
 say no), interleaved: milliseconds per new token = (time of 24 new tokens − time of 1) / 23.
 
-    python experiments/bench_decode_attention.py      # ~3 minutes on 2 cores; writes results/decode_attention_<date>.md
+    python experiments/bench_decode_attention.py      # ~1 minute on 2 cores; writes results/decode_attention_<date>.md
 """
 
 from __future__ import annotations
@@ -26,50 +27,52 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import scratchllm.model.attention as attention
 from bench.machine import cpu_model
+from bench.timing import per_call_interleaved
 from scratchllm.generation import decode_session, generate
-from scratchllm.model import GPT, load_preset
+from scratchllm.model import GPT, ModelConfig, load_preset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADS, HEAD_DIM, LAYERS = 12, 64, 12
 
 
-def explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    scores = (q @ k.transpose(-2, -1)) / HEAD_DIM**0.5
-    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
-
-
 def attention_rows(lengths: list[int], rounds: int, calls: int) -> list[list[str]]:
-    """Microseconds per layer for one query over L cached positions, for each way of computing it."""
+    """Microseconds per layer for one query over L cached positions, for each way of computing it: the model's own
+    ``_sdpa`` and ``_explicit`` (a GPT-2-small ``CausalSelfAttention``), fed bf16 or cast to float32 as its
+    ``forward`` does when ``decode_in_float32`` holds."""
     f32 = torch.float32
-    ways = {
-        "SDPA, bf16 (torch as is)": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
-        "SDPA, cast to float32 (ours)": lambda q, k, v: F.scaled_dot_product_attention(
-            q.to(f32), k.to(f32), v.to(f32)).to(q.dtype),
-        "SDPA, float32 cache": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
-        "explicit, bf16": explicit,
-        "explicit, cast to float32 (ours)": lambda q, k, v: explicit(q.to(f32), k.to(f32), v.to(f32)).to(q.dtype),
+    module = attention.CausalSelfAttention(ModelConfig(vocab_size=64, n_layer=1, n_head=HEADS,
+                                                       n_embd=HEADS * HEAD_DIM)).eval()
+
+    def cast(run):
+        return lambda q, k, v: run(q.to(f32), k.to(f32), v.to(f32)).to(q.dtype)
+
+    ways = {  # name → (attention, dtype of the cache it reads)
+        "SDPA, bf16 (torch as is)": (module._sdpa, torch.bfloat16),
+        "SDPA, cast to float32 (ours)": (cast(module._sdpa), torch.bfloat16),
+        "SDPA, float32 cache": (module._sdpa, f32),
+        "explicit, bf16": (module._explicit, torch.bfloat16),
+        "explicit, cast to float32 (ours)": (cast(module._explicit), torch.bfloat16),
     }
     rows = []
     for length in lengths:
-        caches = {dtype: [(torch.randn(1, HEADS, length + 64, HEAD_DIM, dtype=dtype),
-                           torch.randn(1, HEADS, length + 64, HEAD_DIM, dtype=dtype)) for _ in range(LAYERS)]
+        caches = {dtype: [(torch.randn(1, HEADS, length + 64, HEAD_DIM, dtype=dtype)[:, :, :length],
+                           torch.randn(1, HEADS, length + 64, HEAD_DIM, dtype=dtype)[:, :, :length])
+                          for _ in range(LAYERS)]
                   for dtype in (torch.bfloat16, f32)}
         q = {dtype: torch.randn(1, HEADS, 1, HEAD_DIM, dtype=dtype) for dtype in caches}
-        best = dict.fromkeys(ways, float("inf"))
+
+        def cycle(run, dtype):  # ``calls`` layers' attention, cycling over the 12 caches like a real step
+            def calls_in_a_row() -> None:
+                for i in range(calls):  # each result dropped at once, as a decode step drops it
+                    run(q[dtype], *caches[dtype][i % LAYERS])
+            return calls_in_a_row
+
         with torch.inference_mode():
-            for _ in range(rounds):
-                for name, way in ways.items():
-                    dtype = f32 if "float32 cache" in name else torch.bfloat16
-                    layers = [(k[:, :, :length], v[:, :, :length]) for k, v in caches[dtype]]
-                    way(q[dtype], *layers[0])  # warm
-                    start = time.perf_counter()
-                    for i in range(calls):
-                        way(q[dtype], *layers[i % LAYERS])
-                    best[name] = min(best[name], (time.perf_counter() - start) / calls)
+            best = per_call_interleaved({name: cycle(run, dtype) for name, (run, dtype) in ways.items()},
+                                        calls, rounds)
         base = best["SDPA, bf16 (torch as is)"]
         rows += [[str(length), name, f"{s * 1e6:.0f}", f"{base / s:.2f}×"] for name, s in best.items()]
     return rows

@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+from bench.machine import cpu_model  # experiments/ is on the path: this file runs as a script
+
 CHILD = r"""
 import gc, sys, torch
 torch.set_num_threads(1)
@@ -38,7 +40,7 @@ print(len(shapes), rss() - before)
 
 
 def main() -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_model()
     threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
     print(f"machine: {cpu}, torch threads 1; MALLOC_MMAP_THRESHOLD_={threshold}")
     print("| dtype | ONEDNN_PRIMITIVE_CACHE_CAPACITY | shapes | RSS added MB |")

@@ -1,5 +1,6 @@
 """``StepTimer``: wall time at the end of every training step, shared by the plain loop and the Lightning callback;
-``per_call``: the best mean time of a call repeated in a loop (the decode benchmarks' kernel timings).
+``per_call``: the best mean time of a call repeated in a loop (the decode benchmarks' kernel timings), and
+``per_call_interleaved`` for several calls taking turns.
 
 What is measured: a *cycle* runs from the end of one optimizer step to the end of the next, so it holds everything
 a loop does per step: fetching the batch, moving it to the device, the hooks, forward, backward, clipping, the
@@ -27,7 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -35,12 +36,20 @@ import torch
 def per_call(fn: Callable[[], object], calls: int, repeats: int = 5) -> float:
     """Seconds per call: ``fn`` makes ``calls`` calls; run it once to warm up, then ``repeats`` times, and keep the
     best mean (other load only ever slows a pass down)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return per_call_interleaved({"": fn}, calls, repeats)[""]
+
+
+def per_call_interleaved(fns: Mapping[str, Callable[[], object]], calls: int, repeats: int = 5) -> dict[str, float]:
+    """``per_call`` for several ways of doing one thing, side by side: each is warmed up once, then the ways take
+    turns, ``repeats`` rounds, so a slow spell of the machine hits all of them alike; each keeps its best round."""
+    for fn in fns.values():
         fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls)
     return best
 
 

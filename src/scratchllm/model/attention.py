@@ -80,7 +80,7 @@ def decode_in_float32(q: torch.Tensor) -> bool:
     """Whether this step attends in float32 although the model runs in bf16/fp16: one query, on CPU.
 
     torch 2.13's CPU kernels are several times slower for one bf16 query against a long cache than for float32
-    (SDPA over 1,024 cached GPT-2 positions: ~0.71 ms a layer in bf16, ~0.26 ms with the cast to float32 included;
+    (SDPA over 1,024 cached GPT-2 positions: ~0.79 ms a layer in bf16, ~0.29 ms with the cast to float32 included;
     experiments/bench_decode_attention.py). The cast reads the cached keys and values once, and the float32 kernel
     then runs near memory speed. Only the attention is upcast: the weights and the cache keep their dtype, and
     the result is rounded back once. On GPUs bf16 kernels are fast, and training steps have many queries."""

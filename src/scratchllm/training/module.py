@@ -170,10 +170,7 @@ class GPTLitModule(L.LightningModule):
         params = [p for p in self.model.parameters() if p.grad is not None]
         own_path = (bool(gradient_clip_val) and str(self.trainer.precision) != "16-mixed"
                     and isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy)))
-        if own_path and gradient_clip_algorithm == "value":
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if log_norm and params else None
-            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-        elif own_path and gradient_clip_algorithm in (None, "norm"):
+        if own_path and gradient_clip_algorithm in (None, "norm"):
             norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
         elif bool(gradient_clip_val) and gradient_clip_algorithm in (None, "norm") and isinstance(
             self.trainer.strategy, FSDPStrategy
@@ -181,9 +178,12 @@ class GPTLitModule(L.LightningModule):
             # Lightning's FSDP precision plugin refuses norm clipping: the wrapped root module knows every shard
             # and computes the global norm across ranks itself.
             norm = self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
-        else:
+        else:  # by value, or no clipping: the pre-clip norm is computed for the log only
             norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if log_norm and params else None
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            if own_path:  # gradient_clip_algorithm == "value"
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         if log_norm and norm is not None:
             self.log("train/grad_norm", norm)
 
