@@ -274,3 +274,29 @@ def test_stream_holds_back_only_a_possible_stop_prefix() -> None:
     assert tokens == [1, 2, 1, 1, 2, 3, 4]
     # A "1" (or "1 1") could start the stop sequence: it waits until the next token rules that out.
     assert steps_when_emitted == [2, 2, 5, 5, 5, 6, 7]
+
+
+@pytest.mark.parametrize("how", ["in place", "wrapped"])
+def test_a_compiled_model_decodes_eagerly_without_compiling(tiny_model: Callable[..., GPT], how: str) -> None:
+    """The end-of-run sample decodes with the model ``compile=true`` compiled for training: each decode shape
+    would recompile (4 times, 12 s for the default run's sample), so the steps run its plain forward."""
+    import torch._dynamo
+
+    model = tiny_model()
+    expected = generate(model, PROMPT, 20, temperature=0.0)
+    torch._dynamo.reset()
+    graphs = torch._dynamo.utils.counters["stats"]
+    before = graphs["unique_graphs"]
+    compiled: torch.nn.Module = model
+    if how == "in place":
+        model.compile()
+    else:
+        compiled = torch.compile(model)
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))  # the hooks still run: the forward is the model's own
+    assert generate(compiled, PROMPT, 20, temperature=0.0) == expected
+    assert graphs["unique_graphs"] == before  # nothing was traced or compiled
+    assert len(calls) == 20  # a cached prefill + 19 steps, every one through the module
+    with torch.no_grad():  # the model is still compiled outside generation
+        compiled(torch.tensor([PROMPT]))
+    assert graphs["unique_graphs"] == before + 1

@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from scratchllm.errors import ConfigError, InputError
-from scratchllm.generation.fastpath import DecodeShortcuts, shortcuts_for
+from scratchllm.generation.fastpath import DecodeShortcuts, is_compiled, shortcuts_for
 from scratchllm.generation.sampling import SamplingConfig, apply_repetition_penalty, sample_next
 
 Prompt = Union[Sequence[int], torch.Tensor]
@@ -271,12 +271,19 @@ def _device(model: nn.Module) -> torch.device:
 # ---------------------------------------------------------------------------------------- the decode loop
 @contextmanager
 def _inference(model: nn.Module, shortcuts: DecodeShortcuts | None = None) -> Iterator[None]:
-    """Eval mode, inference mode and the decode shortcuts for one step, then restore the model as it was."""
+    """Eval mode, inference mode, eager and the decode shortcuts for one step, then restore the model as it was.
+
+    Eager: a model compiled for training (``compile=true``; the end-of-run sample) runs its plain forward here. Its
+    graph was traced for training shapes under autocast and grad; a decode step (no autocast, inference mode, one
+    token at a growing ``start_pos``) failed those guards and recompiled 4 times for the default run's 400-token
+    sample: 12 s with a warm compile cache, where the eager sample takes 1 s.
+    """
     modes = [(m, m.training) for m in model.modules()] if model.training else []
     if modes:
         model.eval()
+    eager = torch.compiler.set_stance("force_eager") if is_compiled(model) else nullcontext()
     try:
-        with torch.inference_mode(), (shortcuts or nullcontext()):
+        with torch.inference_mode(), eager, (shortcuts or nullcontext()):
             yield
     finally:
         for module, mode in modes:
