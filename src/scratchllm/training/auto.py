@@ -18,7 +18,7 @@ The rules (each is a plain function here so a test can feed it other machines):
 - attention: ``explicit`` when compiled on CPU (Inductor fuses the softmax chain; CPU SDPA's backward is not
   fused), ``sdpa`` otherwise (flash / memory-efficient kernels on GPU).
 - steps (``trainer.max_steps=auto``, the default run's): the default run is sized to a few minutes on 2 CPU cores —
-  ``FAST_STEPS`` (3,000) where the fast path runs (compiled bf16 on CPU, any compiled GPU run), ``SLOW_STEPS``
+  ``FAST_STEPS`` (2,500) where the fast path runs (compiled bf16 on CPU, any compiled GPU run), ``SLOW_STEPS``
   (1,500) where it does not (fp32 eager: a CPU without native bf16, or no compiler).
 """
 
@@ -33,7 +33,7 @@ import torch
 from scratchllm.machine import cpu_flags, cxx_compiler  # looked up here at each call: tests patch auto.<name>
 
 AUTO = "auto"
-FAST_STEPS = 3000
+FAST_STEPS = 2500
 SLOW_STEPS = 1500
 
 
@@ -117,10 +117,10 @@ def decide_steps(requested: Any, compiled: bool, resumed: int | None = None) -> 
         return Decision("trainer.max_steps", int(resumed), "the resumed checkpoint's run length (its learning-rate "
                                                            "schedule runs to it)")
     if compiled:
-        return Decision("trainer.max_steps", FAST_STEPS, "the compiled fast path trains 3,000 nano steps in "
-                                                         "~3 minutes on 2 CPU cores")
+        return Decision("trainer.max_steps", FAST_STEPS, "the compiled fast path trains 2,500 nano steps in "
+                                                         "~2 minutes on 2 CPU cores")
     return Decision("trainer.max_steps", SLOW_STEPS, "eager: 1,500 steps keep the default run to a few minutes "
-                                                     "(the compiled fast path would run 3,000)")
+                                                     "(the compiled fast path would run 2,500)")
 
 
 def decide_attention(requested: Any, kind: str, compiled: bool) -> Decision:
