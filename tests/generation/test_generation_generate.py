@@ -279,7 +279,7 @@ def test_stream_holds_back_only_a_possible_stop_prefix() -> None:
 @pytest.mark.parametrize("how", ["in place", "wrapped"])
 def test_a_compiled_model_decodes_eagerly_without_compiling(tiny_model: Callable[..., GPT], how: str) -> None:
     """The end-of-run sample decodes with the model ``compile=true`` compiled for training: each decode shape
-    would recompile (4 times, 12 s for the default run's sample), so the steps run its plain forward."""
+    would recompile (4 times, ~13 s for the default run's sample), so the steps run its plain forward."""
     import torch._dynamo
 
     model = tiny_model()
